@@ -1,0 +1,3 @@
+from plrp.cli import main
+
+main()

@@ -1,0 +1,62 @@
+"""Write outputs so that a failed or interrupted run leaves nothing behind."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; rename it onto ``target`` on success.
+
+    The temporary file lives in the target's folder so the final rename is atomic
+    (same filesystem). On any exception, KeyboardInterrupt included, it is removed.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+class AtomicGroup:
+    """Several outputs that appear together or not at all.
+
+    ``path(target)`` hands out a temporary path; ``commit()`` renames them all;
+    leaving the ``with`` block without ``commit()`` (an error, Ctrl-C) removes them.
+    """
+
+    def __init__(self) -> None:
+        self._pending: list[tuple[Path, Path]] = []
+        self._committed = False
+
+    def path(self, target: str | os.PathLike) -> Path:
+        target = Path(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        os.close(fd)
+        self._pending.append((Path(tmp), target))
+        return Path(tmp)
+
+    def commit(self) -> None:
+        for tmp, target in self._pending:
+            os.replace(tmp, target)
+        self._committed = True
+
+    def __enter__(self) -> "AtomicGroup":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if not self._committed:
+            for tmp, _ in self._pending:
+                tmp.unlink(missing_ok=True)

@@ -21,5 +21,53 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(PY) -m pytest -q tests
 
+# Throughput tables (JSON under bench-out/); targets are checked here, never in tests.
+bench: $(VENV)/.installed
+	$(PY) benchmarks/engine.py --json bench-out/engine.json
+	$(PY) benchmarks/explain.py --mbp 10 100 --out bench-out/explain.json
+
 clean:
 	rm -rf $(VENV) demo-out bench-out
+
+# The shipped default model and example, rebuilt from scratch with fixed seeds (see data/README.md).
+MODEL_N_WINDOWS ?= 30000
+MODEL_SIM_SEED  ?= 1
+MODEL_SEED      ?= 0
+MODEL_THREADS   ?= 2
+MODEL_TRAIN_FLAGS ?= --epochs 40 --patience 4 --lr 0.001 --batch-size 64
+EXAMPLE_SEED    ?= 7
+
+model: $(VENV)/.installed
+	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	$(PLRP) simulate --out $$tmp/train -n $(MODEL_N_WINDOWS) --length 200 --seed $(MODEL_SIM_SEED) && \
+	$(PLRP) train --fasta $$tmp/train.fa --labels $$tmp/train.labels.tsv \
+		--simulation $$tmp/train.simulation.json --seed $(MODEL_SEED) --threads $(MODEL_THREADS) \
+		$(MODEL_TRAIN_FLAGS) --out plrp/data/default_model.safetensors \
+		--metrics plrp/data/default_model.metrics.json
+	$(PLRP) simulate --genome --n-chroms 3 --length 5000 --site-spacing 800 \
+		--seed $(EXAMPLE_SEED) --out plrp/data/example
+
+# The paper's experiment (docs/evaluation.md): LRP vs PLRP-lambda / PLRP-M against p, on a seeded
+# held-out simulation (the shipped example holds too few motifs for stable means), then on the
+# shipped example (long sequences tiled with the model's window).
+EVAL_N_WINDOWS ?= 600
+EVAL_SIM_SEED  ?= 2026
+EVAL_P         ?= 0,0.05,0.1,0.2,0.3,0.5,0.7
+EVAL_TARGETS   ?= CTCF,CTCF_AND_TP53
+
+evaluate: $(VENV)/.installed
+	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	$(PLRP) simulate --out $$tmp/heldout -n $(EVAL_N_WINDOWS) --length 200 --seed $(EVAL_SIM_SEED) && \
+	$(PLRP) evaluate --fasta $$tmp/heldout.fa --truth $$tmp/heldout.motifs.bed \
+		--target $(EVAL_TARGETS) --windows positive --p $(EVAL_P) --variant lambda,m \
+		--out docs/figures/evaluation --report docs/evaluation.md --report-section heldout
+	$(PLRP) evaluate --fasta plrp/data/example.fa --truth plrp/data/example.motifs.bed \
+		--target CTCF --windows positive --p $(EVAL_P) --variant lambda,m \
+		--out docs/figures/evaluation-example --report docs/evaluation.md --report-section example
+	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	region=$$(awk -F'\t' '$$4 == "CTCF" { s = $$2 - 45; if (s < 0) s = 0; print $$1 ":" s "-" s + 100; exit }' \
+		plrp/data/example.motifs.bed) && \
+	$(PLRP) explain --fasta plrp/data/example.fa --out $$tmp/example --method lrp --method plrp \
+		--target CTCF --quiet && \
+	$(PLRP) plot --h5 $$tmp/example.h5 --region $$region --target CTCF \
+		--truth plrp/data/example.motifs.bed -o docs/figures/logo-example.png

@@ -9,6 +9,17 @@ from pathlib import Path
 from typing import Iterator
 
 
+def _temp_beside(target: Path) -> Path:
+    """An empty temporary file in target's folder, with the permissions a plain open() gives."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    # mkstemp makes 0600 files; outputs must be readable by the rest of the lab.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    return Path(tmp)
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; rename it onto ``target`` on success.
@@ -18,9 +29,7 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp)
+    tmp = _temp_beside(target)
     try:
         yield tmp
         os.replace(tmp, target)
@@ -43,10 +52,9 @@ class AtomicGroup:
     def path(self, target: str | os.PathLike) -> Path:
         target = Path(target)
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        os.close(fd)
-        self._pending.append((Path(tmp), target))
-        return Path(tmp)
+        tmp = _temp_beside(target)
+        self._pending.append((tmp, target))
+        return tmp
 
     def commit(self) -> None:
         for tmp, target in self._pending:

@@ -1,5 +1,14 @@
-"""Genome CNN architectures and safe checkpoint loading."""
+"""Genome CNN architectures and safe checkpoint loading.
 
-from plrp.models.architectures import ARCHITECTURES, build_model
+``build_model`` / ``ARCHITECTURES``: the architectures plrp knows (DeepSEA, Basset, BPNet,
+plrp-default). ``load_model``: any supported checkpoint -> ``LoadedModel`` (never unpickles).
+"""
 
-__all__ = ["ARCHITECTURES", "build_model"]
+from plrp.models.architectures import ARCHITECTURES, GenomeCNN, build_model
+from plrp.models.checkpoint import (DEFAULT_MODEL_PATH, LoadedModel, check_input_length,
+                                    load_model, parse_overrides, resolve_architecture,
+                                    save_checkpoint)
+
+__all__ = ["ARCHITECTURES", "GenomeCNN", "build_model", "DEFAULT_MODEL_PATH", "LoadedModel",
+           "check_input_length", "load_model", "parse_overrides", "resolve_architecture",
+           "save_checkpoint"]

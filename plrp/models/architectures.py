@@ -15,6 +15,8 @@ graph, because relevance is conventionally explained on the pre-activation score
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 from torch import nn
 
@@ -25,6 +27,9 @@ class GenomeCNN(nn.Module):
     """Base class: bookkeeping shared by all architectures."""
 
     arch_name = "base"
+    # True when a global pooling makes the outputs independent of the window length, so the
+    # model may be run on windows other than ``input_length`` (see checkpoint.check_input_length).
+    accepts_any_length = False
 
     def __init__(self, hparams: dict):
         super().__init__()
@@ -67,6 +72,7 @@ class DefaultCNN(GenomeCNN):
     """
 
     arch_name = "plrp-default"
+    accepts_any_length = True
 
     def __init__(self, input_length=200, n_filters=64, kernel_size=19, n_filters2=64,
                  kernel_size2=5, pool=4, n_hidden=32, dropout=0.1, n_outputs=3,
@@ -215,15 +221,31 @@ ARCHITECTURES: dict[str, type[GenomeCNN]] = {
 }
 
 
+def hparam_names(name: str) -> list[str]:
+    """The hyper-parameters architecture ``name`` accepts, in constructor order."""
+    if name not in ARCHITECTURES:
+        raise PlrpError(f"unknown architecture {name!r}; known: {', '.join(ARCHITECTURES)}")
+    params = inspect.signature(ARCHITECTURES[name].__init__).parameters
+    return [p for p in params if p != "self"]
+
+
 def build_model(name: str, **hparams) -> GenomeCNN:
     """Build architecture ``name`` (see ``ARCHITECTURES``) with hyper-parameter overrides.
 
     Returns the model in eval mode with freshly initialised weights.
     """
-    if name not in ARCHITECTURES:
-        raise PlrpError(f"unknown architecture {name!r}; known: {', '.join(ARCHITECTURES)}")
+    known = hparam_names(name)
+    unknown = [k for k in hparams if k not in known]
+    if unknown:
+        raise PlrpError(f"architecture {name!r} has no hyper-parameter {unknown[0]!r}; "
+                        f"known: {', '.join(known)}")
     try:
         model = ARCHITECTURES[name](**hparams)
-    except TypeError as err:
-        raise PlrpError(f"architecture {name!r}: {err}") from None
+    except PlrpError:
+        raise
+    except (TypeError, ValueError, RuntimeError) as err:
+        # bad values (a negative size, a window too short for the pooling) surface here
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise PlrpError(f"architecture {name!r} cannot be built from its hyper-parameters "
+                        f"({first_line})") from None
     return model.eval()

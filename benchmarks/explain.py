@@ -1,0 +1,208 @@
+"""Benchmark ``plrp explain`` end to end against the engine alone.
+
+For each simulated genome size (``--mbp``) it runs, each in a fresh subprocess so peak
+memory is its own:
+
+- end-to-end: ``plrp.run.explain_fasta`` on a random FASTA of that size (reading, one-hot,
+  engine, HDF5, track merging, bedGraph);
+- engine-only: the same model, targets, method and batch size on pre-made one-hot batches
+  (as many windows as the end-to-end run explained, capped by ``--engine-windows``).
+
+Prints a table (windows/s, nucleotides/s, ratio end-to-end / engine-only, peak RSS from
+/proc VmHWM) and writes JSON. Targets: ratio >= 0.7 (I/O hidden behind compute); peak RSS
+at the largest size within 10% of the smallest (memory bounded by batch, not genome).
+
+    nice python benchmarks/explain.py --mbp 10 100 --device cpu --out bench-out/explain.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process (VmHWM) in MiB."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def write_random_fasta(path: Path, mbp: float, seed: int = 0, chrom_mbp: float = 5.0,
+                       width: int = 60) -> int:
+    """Random ACGT FASTA of ``mbp`` megabases in chromosomes of <= ``chrom_mbp``; bases."""
+    rng = np.random.default_rng(seed)
+    total = int(mbp * 1e6)
+    letters = np.frombuffer(b"ACGT", dtype=np.uint8)
+    with open(path, "wb") as fh:
+        k, left = 0, total
+        while left > 0:
+            n = min(left, int(chrom_mbp * 1e6))
+            fh.write(f">chr{k + 1}\n".encode())
+            block = width << 16  # ~4 Mbp at a time keeps memory small; whole lines only
+            for a in range(0, n, block):
+                m = min(block, n - a)
+                seq = letters[rng.integers(0, 4, m, dtype=np.uint8)]
+                full = m // width * width
+                lines = np.concatenate([seq[:full].reshape(-1, width),
+                                        np.full((full // width, 1), 10, np.uint8)], axis=1)
+                fh.write(lines.tobytes())
+                if full < m:
+                    fh.write(seq[full:].tobytes() + b"\n")
+            left -= n
+            k += 1
+    return total
+
+
+def child_end_to_end(args) -> dict:
+    import torch  # noqa: F401  (imports are not part of the run, as for the engine child)
+
+    import plrp.engine  # noqa: F401
+    from plrp.run import explain_fasta
+
+    t0 = time.perf_counter()
+    res = explain_fasta(args.fasta, args.prefix, model=args.model, targets=args.targets,
+                        methods=(args.method,), device=args.device, batch_size=args.batch_size,
+                        progress=False, command_line="benchmarks/explain.py")
+    secs = time.perf_counter() - t0
+    return {"windows": res.n_windows, "seconds": secs, "setup_seconds": res.setup_seconds,
+            "peak_rss_mb": peak_rss_mb()}
+
+
+def child_engine_only(args) -> dict:
+    import torch
+
+    from plrp.devices import resolve_device
+    from plrp.engine import Explainer
+    from plrp.models.checkpoint import load_model
+    from plrp.run import resolve_targets
+
+    loaded = load_model(args.model)
+    dev = resolve_device(args.device)
+    net = loaded.model.to(dev)
+    specs = net.target_specs()
+    targets = resolve_targets(loaded.output_names, args.targets)
+    ex = Explainer(net, p_pos=0.0 if args.method == "lrp" else args.p_pos)
+    L = loaded.input_length
+    g = torch.Generator().manual_seed(0)
+    idx = torch.randint(0, 4, (args.batch_size, L), generator=g)
+    x = torch.nn.functional.one_hot(idx, 4).permute(0, 2, 1).float().to(dev)
+    for t in targets:  # warm-up
+        ex.explain(x[:2], specs[t])
+    n = 0
+    t0 = time.perf_counter()
+    while n < args.windows:
+        for t in targets:
+            r = ex.explain(x, specs[t])
+            r.relevance.cpu()
+        n += args.batch_size
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    return {"windows": n, "seconds": time.perf_counter() - t0, "peak_rss_mb": peak_rss_mb()}
+
+
+def run_child(kind: str, **kw) -> dict:
+    cmd = [sys.executable, __file__, "--child", kind]
+    for k, v in kw.items():
+        if v is None:
+            continue
+        flag = "--" + k.replace("_", "-")
+        cmd += [flag, *map(str, v)] if isinstance(v, list) else [flag, str(v)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--mbp", type=float, nargs="+", default=[0.1, 0.4])
+    ap.add_argument("--model", default=None, help="checkpoint (default: the shipped model)")
+    ap.add_argument("--targets", nargs="*", default=None)
+    ap.add_argument("--method", default="plrp", choices=["lrp", "plrp"])
+    ap.add_argument("--p-pos", type=float, default=0.2)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--engine-windows", type=int, default=4096,
+                    help="cap on windows timed for the engine-only rate")
+    ap.add_argument("--out", default="bench-out/explain.json")
+    ap.add_argument("--workdir", default=None, help="where the FASTA/outputs go (default tmp)")
+    # internal: one measurement in a child process
+    ap.add_argument("--child", choices=["end2end", "engine"], help=argparse.SUPPRESS)
+    ap.add_argument("--fasta", help=argparse.SUPPRESS)
+    ap.add_argument("--prefix", help=argparse.SUPPRESS)
+    ap.add_argument("--windows", type=int, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+
+    if args.child == "end2end":
+        print(json.dumps(child_end_to_end(args)))
+        return
+    if args.child == "engine":
+        print(json.dumps(child_engine_only(args)))
+        return
+
+    common = dict(model=args.model, targets=args.targets or None, method=args.method,
+                  device=args.device, batch_size=args.batch_size)
+    rows = []
+    with tempfile.TemporaryDirectory(dir=args.workdir) as work:
+        for mbp in args.mbp:
+            fa = Path(work) / f"sim_{mbp:g}mbp.fa"
+            bases = write_random_fasta(fa, mbp)
+            n_eng = min(int(mbp * 1e6) // 200 or 1, args.engine_windows)
+            # engine-only before and after the end-to-end run: a shared machine's load drifts
+            eng1 = run_child("engine", windows=n_eng, p_pos=args.p_pos, **common)
+            e2e = run_child("end2end", fasta=fa, prefix=Path(work) / f"out_{mbp:g}", **common)
+            eng2 = run_child("engine", windows=n_eng, p_pos=args.p_pos, **common)
+            eng = {"windows": eng1["windows"] + eng2["windows"],
+                   "seconds": eng1["seconds"] + eng2["seconds"],
+                   "peak_rss_mb": max(eng1["peak_rss_mb"], eng2["peak_rss_mb"])}
+            # steady state: everything after the first batch (reading, engine, HDF5, tracks,
+            # bedGraph); setup (model load, FASTA index, engine tracing) is reported apart
+            e2e_rate = e2e["windows"] / (e2e["seconds"] - e2e["setup_seconds"])
+            eng_rate = eng["windows"] / eng["seconds"]
+            rows.append({"mbp": mbp, "bases": bases, "windows": e2e["windows"],
+                         "end_to_end_s": e2e["seconds"], "setup_s": e2e["setup_seconds"],
+                         "end_to_end_windows_per_s": e2e_rate,
+                         "end_to_end_nt_per_s": e2e_rate * bases / max(e2e["windows"], 1),
+                         "engine_only_windows_per_s": eng_rate,
+                         "ratio": e2e_rate / eng_rate,
+                         "peak_rss_mb": e2e["peak_rss_mb"],
+                         "engine_only_peak_rss_mb": eng["peak_rss_mb"]})
+            for p in Path(work).iterdir():
+                p.unlink()
+    head = (f"{'Mbp':>7} {'windows':>9} {'e2e s':>8} {'setup s':>8} {'e2e win/s':>10} "
+            f"{'e2e nt/s':>11} "
+            f"{'engine win/s':>13} {'ratio':>6} {'peak RSS MB':>12}")
+    print(head)
+    for r in rows:
+        print(f"{r['mbp']:>7g} {r['windows']:>9} {r['end_to_end_s']:>8.1f} {r['setup_s']:>8.1f} "
+              f"{r['end_to_end_windows_per_s']:>10.1f} {r['end_to_end_nt_per_s']:>11.0f} "
+              f"{r['engine_only_windows_per_s']:>13.1f} {r['ratio']:>6.2f} "
+              f"{r['peak_rss_mb']:>12.0f}")
+    mem_growth = rows[-1]["peak_rss_mb"] / rows[0]["peak_rss_mb"] - 1 if len(rows) > 1 else 0.0
+    print(f"peak RSS growth from {rows[0]['mbp']:g} to {rows[-1]['mbp']:g} Mbp: "
+          f"{100 * mem_growth:+.1f}% (target within 10%); min ratio "
+          f"{min(r['ratio'] for r in rows):.2f} (target >= 0.7)")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    import torch
+
+    import plrp
+    meta = {"plrp_version": plrp.__version__, "torch": torch.__version__,
+            "device": args.device, "batch_size": args.batch_size, "method": args.method,
+            "targets": args.targets, "model": args.model or "shipped default",
+            "cpu_count": os.cpu_count(), "rss_growth": mem_growth}
+    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    print(f"wrote {out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

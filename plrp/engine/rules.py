@@ -1,0 +1,228 @@
+"""LRP rules for linear layers (Conv1d, Linear): one small class per rule.
+
+Every rule maps the relevance R of a layer's outputs (same shape as the layer output) to the
+relevance of its inputs a (same shape as a), per window, with the formulas of
+plan contracts 1a. Product rules return ``(a * m, m)``: the multiplier ``m`` is the
+"hypothetical" contribution of the input layer. Input-independent rules (flat, wsquare)
+return ``(r, None)``.
+
+The LRP step is computed with the gradient trick: s = R / (z + eps*sgn z) is pushed back
+through the layer's transpose (``LinearOp.backward``), which costs one transposed
+convolution or one matmul instead of building an autograd graph per layer.
+
+``mask`` (PLRP-M) replaces a_j by m_j * a_j in numerator and denominator, so each upper
+neuron hands all its relevance to the kept inputs.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from plrp.errors import InputError
+
+
+def stabilise(z: torch.Tensor, eps: float) -> torch.Tensor:
+    """z + eps * sgn(z) with sgn(0) = +1.
+
+    copysign gives -eps for z = -0.0; that only happens when every contribution is -0.0,
+    so the relevance it divides is 0 either way.
+    """
+    return z + torch.copysign(z.new_full((), eps), z)   # new_full: no host-to-device copy
+
+
+def safe_divide(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
+    """num / den, 0 where den == 0 (never NaN/Inf)."""
+    zero = den == 0
+    return torch.where(zero, 0.0, num / torch.where(zero, 1.0, den))
+
+
+class LinearOp:
+    """A Conv1d or Linear map with given weight/bias; forward and its transpose.
+
+    weight: (C_out, C_in, k) for conv, (out, in) for linear. Inputs (N, C_in, L) or (N, *, in).
+    """
+
+    def __init__(self, kind: str, weight: torch.Tensor, bias: torch.Tensor | None,
+                 stride=1, padding=0, dilation=1):
+        self.kind = kind
+        self.weight = weight
+        self.bias = bias
+        self.stride = _one(stride)
+        self.dilation = _one(dilation)
+        if isinstance(padding, str):
+            k = weight.shape[-1]
+            padding = 0 if padding == "valid" else self.dilation * (k - 1) // 2
+        self.padding = _one(padding)
+        self._cache: dict = {}
+
+    def forward(self, a: torch.Tensor, weight: torch.Tensor, bias=None) -> torch.Tensor:
+        if self.kind == "conv":
+            return F.conv1d(a, weight, bias, self.stride, self.padding, self.dilation)
+        return F.linear(a, weight, bias)
+
+    def backward(self, s: torch.Tensor, weight: torch.Tensor, in_shape) -> torch.Tensor:
+        """Transpose of the map (the input gradient for output cotangent s)."""
+        if self.kind == "conv":
+            k = weight.shape[-1]
+            l_out = s.shape[-1]
+            full = (l_out - 1) * self.stride - 2 * self.padding + self.dilation * (k - 1) + 1
+            return F.conv_transpose1d(s, weight, None, self.stride, self.padding,
+                                      in_shape[-1] - full, 1, self.dilation)
+        return s.matmul(weight)
+
+    def derived(self, name: str, make):
+        """Cache weights derived from this layer's weight (W+, W^2, ...)."""
+        if name not in self._cache:
+            self._cache[name] = make()
+        return self._cache[name]
+
+
+def _one(v):
+    return int(v[0]) if isinstance(v, (tuple, list)) else int(v)
+
+
+class Rule:
+    """Base class. ``params`` are the rule's keyword parameters (for describe/inspect)."""
+
+    name = "rule"
+    product = True          # relevance = a * multiplier
+
+    def __init__(self, **params):
+        self.params = params
+
+    def describe(self) -> str:
+        inner = ", ".join(f"{k}={v:g}" for k, v in self.params.items())
+        return f"{self.name}({inner})" if inner else self.name
+
+    def relevance(self, op: LinearOp, a, z, R, mask=None):
+        raise NotImplementedError
+
+
+class Epsilon(Rule):
+    """R_j = sum_k a_j w_jk / (z_k + eps sgn z_k) R_k (bias in z)."""
+
+    name = "epsilon"
+
+    def __init__(self, epsilon: float = 1e-6):
+        super().__init__(epsilon=float(epsilon))
+        self.eps = float(epsilon)
+
+    def relevance(self, op, a, z, R, mask=None):
+        if mask is not None:
+            a = a * mask
+            z = op.forward(a, op.weight, op.bias)
+        s = R / stabilise(z, self.eps)
+        m = op.backward(s, op.weight, a.shape)
+        return a * m, m
+
+
+class Gamma(Rule):
+    """Epsilon with w' = w + gamma max(0, w), b' = b + gamma max(0, b)."""
+
+    name = "gamma"
+
+    def __init__(self, gamma: float = 0.25, epsilon: float = 1e-6):
+        super().__init__(gamma=float(gamma), epsilon=float(epsilon))
+        self.gamma, self.eps = float(gamma), float(epsilon)
+
+    def relevance(self, op, a, z, R, mask=None):
+        w = op.derived(("gamma_w", self.gamma),
+                       lambda: op.weight + self.gamma * op.weight.clamp(min=0))
+        b = None if op.bias is None else op.derived(
+            ("gamma_b", self.gamma), lambda: op.bias + self.gamma * op.bias.clamp(min=0))
+        if mask is not None:
+            a = a * mask
+        zp = op.forward(a, w, b)
+        s = R / stabilise(zp, self.eps)
+        m = op.backward(s, w, a.shape)
+        return a * m, m
+
+
+class AlphaBeta(Rule):
+    """alpha * positive contributions - beta * negative contributions (alpha - beta = 1)."""
+
+    name = "alpha_beta"
+
+    def __init__(self, alpha: float = 2.0, beta: float | None = None, epsilon: float = 1e-6):
+        beta = float(alpha) - 1.0 if beta is None else float(beta)
+        super().__init__(alpha=float(alpha), beta=beta, epsilon=float(epsilon))
+        self.alpha, self.beta, self.eps = float(alpha), beta, float(epsilon)
+
+    def relevance(self, op, a, z, R, mask=None):
+        wp = op.derived("w+", lambda: op.weight.clamp(min=0))
+        wn = op.derived("w-", lambda: op.weight.clamp(max=0))
+        bp = bn = None
+        if op.bias is not None:
+            bp = op.derived("b+", lambda: op.bias.clamp(min=0))
+            bn = op.derived("b-", lambda: op.bias.clamp(max=0))
+        if mask is not None:
+            a = a * mask
+        ap, an = a.clamp(min=0), a.clamp(max=0)
+        # positive contributions: a+ w+ and a- w-; negative ones: a+ w- and a- w+
+        z_pos = op.forward(ap, wp, bp) + op.forward(an, wn)
+        s_pos = self.alpha * R / (z_pos + self.eps)
+        mult_ap = op.backward(s_pos, wp, a.shape)     # multiplier for a+ (positive part)
+        mult_an = op.backward(s_pos, wn, a.shape)
+        rel = ap * mult_ap + an * mult_an
+        hyp = mult_ap
+        if self.beta != 0:
+            z_neg = op.forward(ap, wn, bn) + op.forward(an, wp)
+            s_neg = self.beta * R / (z_neg - self.eps)
+            neg_ap = op.backward(s_neg, wn, a.shape)
+            neg_an = op.backward(s_neg, wp, a.shape)
+            rel = rel - (ap * neg_ap + an * neg_an)
+            hyp = hyp - neg_ap
+        return rel, hyp
+
+
+class ZPlus(AlphaBeta):
+    """alpha1-beta0: only positive contributions."""
+
+    name = "zplus"
+
+    def __init__(self, epsilon: float = 1e-6):
+        super().__init__(alpha=1.0, beta=0.0, epsilon=epsilon)
+        self.params = {"epsilon": float(epsilon)}
+
+
+class Flat(Rule):
+    """R_j = sum_k R_k / n_k, n_k = number of real (non-padding) inputs of k. Ignores a."""
+
+    name = "flat"
+    product = False
+
+    def relevance(self, op, a, z, R, mask=None):
+        ones_w = op.derived("ones", lambda: torch.ones_like(op.weight))
+        real = torch.ones_like(a[:1]) if mask is None else mask.to(a.dtype).expand_as(a)
+        n = op.forward(real, ones_w)
+        return op.backward(safe_divide(R, n), ones_w, a.shape) * (1 if mask is None else mask), None
+
+
+class WSquare(Rule):
+    """R_j = sum_k w_jk^2 / sum_{j' real} w_j'k^2 R_k. Ignores a."""
+
+    name = "wsquare"
+    product = False
+
+    def relevance(self, op, a, z, R, mask=None):
+        w2 = op.derived("w2", lambda: op.weight * op.weight)
+        real = torch.ones_like(a[:1]) if mask is None else mask.to(a.dtype).expand_as(a)
+        den = op.forward(real, w2)
+        return op.backward(safe_divide(R, den), w2, a.shape) * (1 if mask is None else mask), None
+
+
+RULES = {"epsilon": Epsilon, "gamma": Gamma, "alpha_beta": AlphaBeta, "zplus": ZPlus,
+         "flat": Flat, "wsquare": WSquare}
+
+
+def make_rule(name: str, params: dict, where: str = "") -> Rule:
+    """Build rule ``name`` with ``params``; InputError naming ``where`` if invalid."""
+    if name not in RULES:
+        raise InputError(f"{where}unknown rule {name!r}; known rules: {', '.join(RULES)}")
+    cls = RULES[name]
+    try:
+        params = {k: float(v) if not isinstance(v, bool) else v for k, v in params.items()}
+        return cls(**params)
+    except (TypeError, ValueError) as err:
+        raise InputError(f"{where}bad parameters for rule {name!r}: {err}") from None

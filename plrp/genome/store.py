@@ -1,0 +1,369 @@
+"""The HDF5 relevance file (contracts section 4): writer and a small reader API.
+
+Layout (N windows of length L, C chromosomes, M explained bases of a chromosome)::
+
+    /                      attrs: format="plrp-relevance", format_version=1, ... (see below)
+    /chroms/name (C,) str, /chroms/length (C,) int64          every FASTA record
+    /windows/chrom (N,) str, start (N,) int64, end (N,) int64, index (N,) int64
+    /windows/one_hot (N, 4, L) uint8
+    /attributions/<method>/<target>/relevance (N, 4, L) float32
+                                   /hypothetical (N, 4, L) float32
+                                   /score (N,) float32, /conservation_error (N,) float32
+                                   /track/<chrom>/position (M,) int64, value (M,) float32
+
+Chromosome names become HDF5 group names with ``%``, ``/`` and a leading ``.`` escaped as
+``%25``, ``%2F``, ``%2E`` (:func:`chrom_key`); the reader undoes it.
+Attributes holding lists/dicts are JSON strings; :func:`open_store` decodes them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+FORMAT = "plrp-relevance"
+FORMAT_VERSION = 1
+JSON_ATTRS = ("architecture", "targets", "methods", "skipped")
+ATTRIBUTION_ARRAYS = ("relevance", "hypothetical", "score", "conservation_error")
+
+
+def chrom_key(name: str) -> str:
+    """Chromosome name -> HDF5 group name (escape %, / and a leading '.')."""
+    key = name.replace("%", "%25").replace("/", "%2F")
+    return "%2E" + key[1:] if key.startswith(".") else key
+
+
+def chrom_from_key(key: str) -> str:
+    """Inverse of :func:`chrom_key`."""
+    return key.replace("%2F", "/").replace("%2E", ".").replace("%25", "%")
+
+
+def _compression(level: int) -> dict:
+    # gzip level 1 without the shuffle filter: relevance is 3/4 zeros (one-hot input) and
+    # compresses best and fastest that way (measured: about 2x faster than with shuffle)
+    return {"compression": "gzip", "compression_opts": level}
+
+
+class _ChunkStream:
+    """Append rows to a chunked, gzip-compressed (N, ...) dataset one whole chunk at a time.
+
+    Rows are staged until a chunk is full, deflated by ``zlib`` on a thread pool (zlib
+    releases the GIL, so compression runs beside the engine and on several cores) and
+    written with ``write_direct_chunk`` in order: the bytes are exactly what HDF5's gzip
+    filter writes. The last, partial chunk is zero-padded (HDF5 edge chunks are full-size).
+    """
+
+    def __init__(self, ds, rows_per_chunk: int, level: int, pool):
+        self.ds, self.rows, self.level, self.pool = ds, rows_per_chunk, level, pool
+        self._buf = np.zeros((rows_per_chunk,) + ds.shape[1:], dtype=ds.dtype)
+        self._fill = 0
+        self._next_chunk = 0
+        self._pending: list = []  # (row offset, future) in order
+
+    def append(self, arr: np.ndarray) -> None:
+        i = 0
+        while i < arr.shape[0]:
+            take = min(self.rows - self._fill, arr.shape[0] - i)
+            self._buf[self._fill:self._fill + take] = arr[i:i + take]
+            self._fill += take
+            i += take
+            if self._fill == self.rows:
+                self._submit()
+
+    def _submit(self) -> None:
+        import zlib
+
+        buf, self._buf = self._buf, np.zeros_like(self._buf)
+        buf[self._fill:] = 0
+        offset = self._next_chunk * self.rows
+        self._pending.append((offset, self.pool.submit(zlib.compress, buf, self.level)))
+        self._next_chunk += 1
+        self._fill = 0
+        # write finished chunks; keep at most a few in flight (bounded memory)
+        while self._pending and (self._pending[0][1].done() or len(self._pending) > 4):
+            self._write_oldest()
+
+    def _write_oldest(self) -> None:
+        offset, fut = self._pending.pop(0)
+        zeros = (0,) * (len(self.ds.shape) - 1)
+        self.ds.id.write_direct_chunk((offset,) + zeros, fut.result())
+
+    def flush(self) -> None:
+        if self._fill:
+            self._submit()
+        while self._pending:
+            self._write_oldest()
+
+
+class StoreWriter:
+    """Write one relevance file, window batch by window batch.
+
+    ``capacity``: an upper bound on the number of windows (datasets are pre-sized to it and
+    cut to the real count by :meth:`finish`). ``attrs``: root attributes (dicts/lists are
+    stored as JSON). ``method_attrs``: {method: {variant, p_pos, p_neg, composite}}.
+    Memory: nothing is kept beyond the arrays handed in.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, chroms: list[tuple[str, int]], window: int,
+                 capacity: int, methods: list[str], targets: list[str], attrs: dict,
+                 method_attrs: dict[str, dict], compression_level: int = 1):
+        import h5py
+
+        self.path = Path(path)
+        self.window = int(window)
+        self.methods, self.targets = list(methods), list(targets)
+        self._n = 0
+        self._h5 = h5py.File(self.path, "w")
+        h5 = self._h5
+        comp = _compression(compression_level)
+        root = {"format": FORMAT, "format_version": FORMAT_VERSION, "alphabet": "ACGT",
+                "window": self.window}
+        root.update(attrs)
+        for k, v in root.items():
+            self.set_attr(k, v)
+        sdt = h5py.string_dtype("utf-8")
+        h5.create_dataset("chroms/name", data=np.array([c for c, _ in chroms], dtype=object),
+                          dtype=sdt)
+        h5.create_dataset("chroms/length", data=np.array([n for _, n in chroms], dtype=np.int64))
+        cap = max(int(capacity), 1)
+        row_chunk = max(1, min(cap, 1 << 14))
+        win_chunk = max(1, min(cap, 64, (1 << 20) // (16 * self.window) or 1))
+        big = (cap, 4, self.window)
+
+        def make(name, shape, dtype, chunks):
+            return h5.create_dataset(name, shape=shape, maxshape=(None,) + shape[1:],
+                                     dtype=dtype, chunks=chunks, **comp)
+
+        self._win = {
+            "chrom": make("windows/chrom", (cap,), sdt, (row_chunk,)),
+            "start": make("windows/start", (cap,), np.int64, (row_chunk,)),
+            "end": make("windows/end", (cap,), np.int64, (row_chunk,)),
+            "index": make("windows/index", (cap,), np.int64, (row_chunk,)),
+            "one_hot": make("windows/one_hot", big, np.uint8, (win_chunk, 4, self.window)),
+        }
+        self._attr: dict[tuple[str, str], dict] = {}
+        for m in self.methods:
+            g = h5.require_group(f"attributions/{m}")
+            for k, v in method_attrs.get(m, {}).items():
+                g.attrs[k] = v if isinstance(v, (int, float, str)) else json.dumps(v)
+            for t in self.targets:
+                p = f"attributions/{m}/{t}"
+                self._attr[m, t] = {
+                    "relevance": make(f"{p}/relevance", big, np.float32,
+                                      (win_chunk, 4, self.window)),
+                    "hypothetical": make(f"{p}/hypothetical", big, np.float32,
+                                         (win_chunk, 4, self.window)),
+                    "score": make(f"{p}/score", (cap,), np.float32, (row_chunk,)),
+                    "conservation_error": make(f"{p}/conservation_error", (cap,), np.float32,
+                                               (row_chunk,)),
+                }
+                for k, v in method_attrs.get(m, {}).items():
+                    h5[p].attrs[k] = v if isinstance(v, (int, float, str)) else json.dumps(v)
+                h5.require_group(f"{p}/track")
+        self._track_ds: dict[tuple[str, str, str], tuple] = {}
+        self._comp = comp
+        from concurrent.futures import ThreadPoolExecutor
+
+        workers = max(1, min(8, (os.cpu_count() or 2) - 1))  # one core left for the engine
+        self._pool = ThreadPoolExecutor(max_workers=workers,
+                                        thread_name_prefix="plrp-deflate")
+        self._streams = {id(ds): _ChunkStream(ds, win_chunk, compression_level, self._pool)
+                         for ds in self._all_row_datasets() if ds.ndim == 3}
+
+    @property
+    def n_windows(self) -> int:
+        return self._n
+
+    def set_attr(self, key: str, value) -> None:
+        """Set a root attribute (lists/dicts/None as JSON)."""
+        if isinstance(value, (dict, list, tuple)) or value is None:
+            value = json.dumps(value)
+        self._h5.attrs[key] = value
+
+    def _grow(self, n: int) -> None:
+        need = self._n + n
+        for ds in self._all_row_datasets():
+            if ds.shape[0] < need:
+                ds.resize(max(need, 2 * ds.shape[0]), axis=0)
+
+    def _all_row_datasets(self):
+        yield from self._win.values()
+        for d in self._attr.values():
+            yield from d.values()
+
+    def append_windows(self, chrom: list[str], start: np.ndarray, end: np.ndarray,
+                       index: np.ndarray, one_hot: np.ndarray) -> slice:
+        """Append B windows; returns the row slice the attributions of this batch go to."""
+        b = len(chrom)
+        self._grow(b)
+        rows = slice(self._n, self._n + b)
+        self._win["chrom"][rows] = np.array(chrom, dtype=object)
+        self._win["start"][rows] = start
+        self._win["end"][rows] = end
+        self._win["index"][rows] = index
+        self._stream(self._win["one_hot"], rows, one_hot)
+        self._n += b
+        return rows
+
+    def write_attributions(self, method: str, target: str, rows: slice, *,
+                           relevance: np.ndarray, hypothetical: np.ndarray, score: np.ndarray,
+                           conservation_error: np.ndarray) -> None:
+        """Store a batch's engine outputs (B, 4, L) / (B,) at ``rows``."""
+        d = self._attr[method, target]
+        self._stream(d["relevance"], rows, relevance)
+        self._stream(d["hypothetical"], rows, hypothetical)
+        d["score"][rows] = score
+        d["conservation_error"][rows] = conservation_error
+
+    def append_track(self, method: str, target: str, chrom: str, positions: np.ndarray,
+                     values: np.ndarray) -> None:
+        """Append finished bases (increasing positions) to a chromosome's merged track."""
+        key = (method, target, chrom)
+        if key not in self._track_ds:
+            g = self._h5.require_group(f"attributions/{method}/{target}/track/{chrom_key(chrom)}")
+            self._track_ds[key] = (
+                g.create_dataset("position", shape=(0,), maxshape=(None,), dtype=np.int64,
+                                 chunks=(1 << 15,), **self._comp),
+                g.create_dataset("value", shape=(0,), maxshape=(None,), dtype=np.float32,
+                                 chunks=(1 << 15,), **self._comp))
+        pos_ds, val_ds = self._track_ds[key]
+        n0, n = pos_ds.shape[0], positions.shape[0]
+        pos_ds.resize((n0 + n,))
+        val_ds.resize((n0 + n,))
+        pos_ds[n0:] = positions
+        val_ds[n0:] = values
+
+    def _stream(self, ds, rows: slice, arr: np.ndarray) -> None:
+        stream = self._streams[id(ds)]
+        expected = stream._next_chunk * stream.rows + stream._fill
+        if rows.start != expected:  # rows must arrive in order, once
+            raise ValueError(f"{ds.name}: rows {rows.start}.. written out of order "
+                             f"(expected {expected})")
+        stream.append(np.ascontiguousarray(arr, dtype=ds.dtype))
+
+    def track_chunks(self, method: str, target: str, chrom: str, chunk: int = 1 << 16
+                     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Read back a chromosome's track in chunks (for the bedGraph/bigWig writers)."""
+        yield from _track_chunks(self._h5, method, target, chrom, chunk)
+
+    def finish(self) -> None:
+        """Cut the datasets to the windows written and record ``n_windows``."""
+        for stream in self._streams.values():
+            stream.flush()
+        for ds in self._all_row_datasets():
+            ds.resize(self._n, axis=0)
+        self._h5.attrs["n_windows"] = self._n
+
+    def close(self) -> None:
+        if self._h5 is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._h5.close()
+            self._h5 = None
+
+    def __enter__(self) -> "StoreWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _track_chunks(h5, method, target, chrom, chunk):
+    path = f"attributions/{method}/{target}/track/{chrom_key(chrom)}"
+    if path not in h5:
+        return
+    pos, val = h5[f"{path}/position"], h5[f"{path}/value"]
+    for a in range(0, pos.shape[0], chunk):
+        yield pos[a:a + chunk], val[a:a + chunk]
+
+
+class RelevanceFile:
+    """Read access to a relevance file (use :func:`open_store`).
+
+    Attributes: ``attrs`` (root attributes, JSON ones decoded), ``chroms``
+    ([(name, length)] in FASTA order), ``methods``, ``targets``, ``h5`` (the h5py.File).
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        import h5py
+
+        self.path = Path(path)
+        self.h5 = h5py.File(self.path, "r")
+        if self.h5.attrs.get("format") != FORMAT:
+            self.h5.close()
+            from plrp.errors import InputError
+            raise InputError(f"{self.path}: not a plrp relevance file")
+        self.attrs = {}
+        for k, v in self.h5.attrs.items():
+            if isinstance(v, bytes):
+                v = v.decode()
+            if k in JSON_ATTRS and isinstance(v, str):
+                v = json.loads(v)
+            elif isinstance(v, np.generic):
+                v = v.item()
+            self.attrs[k] = v
+        names = self.h5["chroms/name"].asstr()[()]
+        self.chroms = list(zip([str(n) for n in names], self.h5["chroms/length"][()].tolist()))
+        self.methods = list(self.h5["attributions"].keys()) if "attributions" in self.h5 else []
+        self.targets = list(self.attrs.get("targets") or [])
+
+    @property
+    def n_windows(self) -> int:
+        return int(self.h5["windows/start"].shape[0])
+
+    def windows(self) -> dict[str, np.ndarray]:
+        """Window table: {"chrom" (N,) str, "start", "end", "index" (N,) int64}."""
+        w = self.h5["windows"]
+        return {"chrom": w["chrom"].asstr()[()].astype(str), "start": w["start"][()],
+                "end": w["end"][()], "index": w["index"][()]}
+
+    def one_hot(self, rows=slice(None)) -> np.ndarray:
+        """One-hot inputs (n, 4, L) uint8 of the given rows."""
+        return self.h5["windows/one_hot"][rows]
+
+    def attribution(self, method: str, target: str, name: str = "relevance", rows=slice(None)
+                    ) -> np.ndarray:
+        """One of relevance/hypothetical (n, 4, L) or score/conservation_error (n,)."""
+        if name not in ATTRIBUTION_ARRAYS:
+            raise KeyError(f"{name!r}: expected one of {ATTRIBUTION_ARRAYS}")
+        return self.h5[f"attributions/{method}/{target}/{name}"][rows]
+
+    def method_attrs(self, method: str, target: str | None = None) -> dict:
+        """Pruning settings of a method (variant, p_pos, p_neg, composite)."""
+        g = self.h5[f"attributions/{method}" + (f"/{target}" if target else "")]
+        return {k: (v.decode() if isinstance(v, bytes) else v) for k, v in g.attrs.items()}
+
+    def track_chroms(self, method: str, target: str) -> list[str]:
+        """Chromosomes that have a merged track for (method, target), in FASTA order."""
+        g = self.h5.get(f"attributions/{method}/{target}/track")
+        have = {chrom_from_key(k) for k in g.keys()} if g is not None else set()
+        return [c for c, _ in self.chroms if c in have]
+
+    def track(self, method: str, target: str, chrom: str) -> tuple[np.ndarray, np.ndarray]:
+        """Merged per-base track of a chromosome: positions (M,) int64, values (M,) float32."""
+        path = f"attributions/{method}/{target}/track/{chrom_key(chrom)}"
+        if path not in self.h5:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        return self.h5[f"{path}/position"][()], self.h5[f"{path}/value"][()]
+
+    def track_chunks(self, method: str, target: str, chrom: str, chunk: int = 1 << 16
+                     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """The same track in chunks of ``chunk`` bases (bounded memory)."""
+        yield from _track_chunks(self.h5, method, target, chrom, chunk)
+
+    def close(self) -> None:
+        self.h5.close()
+
+    def __enter__(self) -> "RelevanceFile":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def open_store(path: str | os.PathLike) -> RelevanceFile:
+    """Open a relevance file written by ``plrp explain`` for reading."""
+    return RelevanceFile(path)

@@ -1,0 +1,189 @@
+"""The evaluation job: windows and truth, then a small end-to-end run on a motif detector."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from plrp import evaluate as ev
+from plrp.cli import main
+from plrp.errors import InputError, PlrpError
+from plrp.models.architectures import build_model
+from plrp.models.checkpoint import save_checkpoint
+from plrp.simulate import load_motifs, simulate, write_outputs
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def motif_detector(seed: int = 0):
+    """A DefaultCNN whose weights detect CTCF on both strands (no training).
+
+    conv1 filters 0/1 are the CTCF log-odds matrix and its reverse complement with a bias at
+    40% of the best score; filters 2..7 are random "noise" detectors that leak a little into
+    the output through small weights, so plain LRP spreads some relevance off the motif.
+    """
+    g = torch.Generator().manual_seed(seed)
+    model = build_model("plrp-default", n_filters=8, kernel_size=19, n_filters2=4,
+                        kernel_size2=5, pool=4, n_hidden=4, dropout=0.0, n_outputs=1,
+                        output_names=["CTCF"])
+    lo = torch.tensor(load_motifs(["CTCF"])["CTCF"].log_odds(), dtype=torch.float32)  # (4, W)
+    w = lo.shape[1]
+    a = (19 - w) // 2
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(0.1 * torch.randn(p.shape, generator=g))
+        model.conv1.weight[:2] = 0.0
+        model.conv1.weight[0, :, a:a + w] = lo
+        model.conv1.weight[1, :, a:a + w] = lo.flip(0).flip(1)   # reverse complement
+        model.conv1.bias[:2] = -0.4 * lo.max(dim=0).values.sum()
+        model.conv1.weight[2:] *= 3.0
+        model.conv2.weight[0] = 0.05 * torch.randn(8, 5, generator=g).abs()
+        model.conv2.weight[0, :2, 2] = 1.0
+        model.conv2.bias[0] = 0.0
+        model.fc1.weight[0] = torch.tensor([1.0, 0.05, 0.05, 0.05])
+        model.fc1.bias[0] = 0.0
+        model.fc2.weight[0] = torch.tensor([1.0, 0.1, 0.1, 0.1])
+        model.fc2.bias[0] = -2.0
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def small_sim(tmp_path_factory):
+    d = tmp_path_factory.mktemp("sim")
+    data = simulate(48, 200, seed=11, tasks={"CTCF": ("CTCF",)}, distractors=("TP53",),
+                    motif_rate=0.7, distractor_rate=0.5)
+    write_outputs(d / "sim", data)
+    save_checkpoint(d / "detector.safetensors", motif_detector())
+    return d
+
+
+# ----------------------------------------------------------------------------- windows
+
+def test_windows_tile_long_records_and_truth_is_clipped(tmp_path):
+    fa = tmp_path / "x.fa"
+    fa.write_text(">a\n" + "A" * 10 + "\n>b\n" + "C" * 25 + "\n>c\n" + "G" * 4 + "\n")
+    windows, sizes = ev.load_windows(fa, 10)
+    assert windows.chrom == ["a", "b", "b", "b"]
+    assert list(windows.start) == [0, 0, 10, 15]        # last window aligned to the end
+    assert windows.skipped_short == ["c"] and sizes == {"a": 10, "b": 25, "c": 4}
+    assert windows.x.shape == (4, 4, 10) and windows.x[1, 1].sum() == 10
+    bed = tmp_path / "t.bed"
+    bed.write_text("track name=x\nb\t8\t12\tM\t0\t+\nb\t20\t23\tM\nb\t2\t4\tOTHER\n")
+    truth = ev.read_truth_bed(bed, sizes)
+    mask, complete = ev.truth_masks(windows, truth, ["M"])
+    assert np.flatnonzero(mask[1]).tolist() == [8, 9]          # clipped at the window end
+    assert np.flatnonzero(mask[2]).tolist() == [0, 1]           # 8..12 in window 10..20
+    assert np.flatnonzero(mask[3]).tolist() == [5, 6, 7]        # 20..23 in window 15..25
+    assert complete[:, 0].tolist() == [False, False, False, True]
+    assert not mask[0].any()
+
+
+def test_truth_bed_errors_name_the_line(tmp_path):
+    bed = tmp_path / "t.bed"
+    bed.write_text("a\t0\t5\tM\nzz\t1\t2\tM\n")
+    with pytest.raises(InputError, match="line 2.*'zz'"):
+        ev.read_truth_bed(bed, {"a": 10})
+    bed.write_text("a\t5\t50\tM\n")
+    with pytest.raises(InputError, match="line 1.*outside"):
+        ev.read_truth_bed(bed, {"a": 10})
+
+
+def test_target_motifs_by_name_and_and_task():
+    names = {"CTCF", "SPI1", "TP53"}
+    assert ev.resolve_target_motifs("CTCF", names, None) == ["CTCF"]
+    assert ev.resolve_target_motifs("CTCF_AND_SPI1", names, None) == ["CTCF", "SPI1"]
+    assert ev.resolve_target_motifs("task0", names, ["TP53"]) == ["TP53"]
+    with pytest.raises(InputError, match="--motifs"):
+        ev.resolve_target_motifs("task0", names, None)
+
+
+def test_settings_lrp_once_then_each_variant():
+    s = ev.settings_for([0, 0.5, 0.1], ["lambda", "m"])
+    assert [(x.method, x.p) for x in s] == [("lrp", 0.0), ("plrp-lambda", 0.1),
+                                            ("plrp-lambda", 0.5), ("plrp-m", 0.1), ("plrp-m", 0.5)]
+    with pytest.raises(PlrpError):
+        ev.settings_for([1.0], ["lambda"])
+    with pytest.raises(PlrpError):
+        ev.settings_for([0.1], ["mu"])
+
+
+# ----------------------------------------------------------------------------- end to end
+
+def test_small_evaluation_reproduces_the_direction_of_the_findings(small_sim):
+    res = ev.run_evaluation(small_sim / "sim.fa", small_sim / "sim.motifs.bed",
+                            model=small_sim / "detector.safetensors", p_values=[0, 0.5],
+                            variants=["lambda", "m"], n_steps=5, step_size=2, progress=False)
+    (t,) = res.targets
+    rows = {(r["method"], r["p"]): r for r in t.rows}
+    lrp = rows["lrp", 0.0]
+    assert t.n_windows == t.n_truth_windows > 10
+    assert np.isfinite(lrp["conservation_error"]) and lrp["aopc"] > 0
+    for variant in ("plrp-lambda", "plrp-m"):
+        r = rows[variant, 0.5]
+        assert r["gini"] > lrp["gini"]
+        assert r["rma"] >= lrp["rma"] - 1e-12
+    rnd = next(r for r in t.rows if r["method"] == "random")
+    assert lrp["aopc"] > rnd["aopc"]     # removing LRP's top positions beats a random order
+    assert math.isclose(lrp["score"], rnd["score"])
+
+
+def test_cli_writes_tsv_json_figures_and_report(small_sim, tmp_path):
+    report = tmp_path / "eval.md"
+    report.write_text("# Notes\n\nkept\n\n<!-- evaluate:begin -->\nSTALE RESULTS\n<!-- evaluate:end -->\n"
+                      "\ntail stays\n")
+    out = tmp_path / "out"
+    r = CliRunner().invoke(main, [
+        "evaluate", "--fasta", str(small_sim / "sim.fa"), "--truth",
+        str(small_sim / "sim.motifs.bed"), "--model", str(small_sim / "detector.safetensors"),
+        "--p", "0,0.3", "--variant", "lambda", "--morf-steps", "3", "--max-windows", "8",
+        "--out", str(out), "--report", str(report), "--quiet"])
+    assert r.exit_code == 0, r.output
+    lines = (out / "metrics.tsv").read_text().splitlines()
+    assert lines[0].split("\t")[:4] == ["target", "method", "variant", "p"]
+    assert [ln.split("\t")[1] for ln in lines[1:]] == ["lrp", "plrp-lambda", "random"]
+    data = json.loads((out / "metrics.json").read_text(),
+                      parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))
+    assert data["targets"][0]["rows"][-1]["p"] is None             # the random row
+    assert data["targets"][0]["n_windows"] == 8
+    assert len(data["targets"][0]["morf_mean_curves"]["lrp"]) == 4
+    for name in ("metrics_vs_p.CTCF.png", "morf.CTCF.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    text = report.read_text()
+    assert "kept" in text and "tail stays" in text and "STALE RESULTS" not in text
+    assert "| plrp-lambda | 0.30 |" in text and "out/metrics_vs_p.CTCF.png" in text
+
+
+def test_cli_user_errors_are_one_line(small_sim, tmp_path):
+    args = ["evaluate", "--fasta", str(small_sim / "sim.fa"), "--truth",
+            str(small_sim / "sim.motifs.bed"), "--model", str(small_sim / "detector.safetensors"),
+            "--out", str(tmp_path / "o")]
+    r = CliRunner().invoke(main, args + ["--target", "nope"])
+    assert r.exit_code != 0 and "not an output of the model" in r.output
+    r = CliRunner().invoke(main, args + ["--p", "0,x"])
+    assert r.exit_code != 0 and "comma-separated numbers" in r.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_findings_verdicts_on_constructed_rows():
+    def row(method, p, gini, rma, aopc, rra=0.5):
+        return {"method": method, "p": p, "gini": gini, "gini_sem": 0.001, "rma": rma,
+                "rma_sem": 0.001, "rra": rra, "aopc_top": aopc}
+    rows = [row("lrp", 0.0, 0.80, 0.90, 10.0),
+            row("plrp-lambda", 0.2, 0.85, 0.95, 9.5), row("plrp-lambda", 0.5, 0.90, 0.92, 9.2),
+            row("plrp-m", 0.2, 0.79, 0.90, 8.0), row("plrp-m", 0.5, 0.86, 0.9005, 9.9)]
+    verdicts = ev.findings(rows)
+
+    def got(prefix):
+        (holds,) = [h for claim, h, _ in verdicts if claim.startswith(prefix)]
+        return holds
+    assert got("plrp-lambda: sparsity") is True
+    assert got("plrp-lambda: RMA rises with p") is True
+    assert got("plrp-lambda: faithfulness for the top features") is True
+    assert got("plrp-m: sparsity") is False          # dips at p = 0.2
+    assert got("plrp-m: RMA rises with p") is False      # +0.0005 < 2 sem
+    assert got("plrp-m: faithfulness for the top features") is False
+    lam_vs_m = [h for c, h, _ in ev.findings(rows) if c.startswith("PLRP-lambda at least")]
+    assert lam_vs_m == [False]                                          # AOPC 9.2 < 9.9 at 0.5

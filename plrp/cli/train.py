@@ -3,36 +3,12 @@
 from __future__ import annotations
 
 import json
-import tomllib
 from pathlib import Path
 
 import click
 
-from plrp.errors import InputError, PlrpError
-
-
-def _parse_value(text: str):
-    try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        return text
-
-
-def _parse_overrides(pairs: tuple[str, ...]) -> dict:
-    """NAME=VALUE strings -> dict, as elsewhere in plrp: VALUE is a TOML value (64, 0.1,
-    [1, 2], "a") or a bare string; a bare comma-separated value becomes a list."""
-    out = {}
-    for pair in pairs:
-        key, sep, value = (part.strip() for part in pair.partition("="))
-        if not sep or not key:
-            raise PlrpError(f"--arch-param expects NAME=VALUE, e.g. n_filters=64; got {pair!r}")
-        if key in out:
-            raise PlrpError(f"--arch-param {key!r} given twice")
-        parsed = _parse_value(value)
-        if isinstance(parsed, str) and "," in parsed and not value.startswith(('"', "'")):
-            parsed = [_parse_value(v.strip()) for v in value.split(",")]
-        out[key] = parsed
-    return out
+from plrp.errors import InputError
+from plrp.models.checkpoint import parse_overrides
 
 
 @click.command()
@@ -74,7 +50,7 @@ def train(fasta, labels, out, metrics, arch, overrides, seed, epochs, patience, 
             extra = {"simulation": json.loads(Path(simulation).read_text())}
         except (OSError, json.JSONDecodeError) as err:
             raise InputError(f"{simulation}: not a readable JSON file ({err})") from None
-    config = TrainConfig(arch=arch, hparams=_parse_overrides(overrides), seed=seed,
+    config = TrainConfig(arch=arch, hparams=parse_overrides(overrides), seed=seed,
                          max_epochs=epochs, batch_size=batch_size, lr=lr,
                          weight_decay=weight_decay, patience=patience,
                          val_fraction=val_fraction, test_fraction=test_fraction, threads=threads)

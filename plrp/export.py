@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -154,11 +153,7 @@ def export_modisco(
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     with AtomicGroup() as outputs:
-        temporary = []
-
-        def tmp(target: Path) -> Path:
-            temporary.append(outputs.path(target))
-            return temporary[-1]
+        tmp = outputs.path
 
         # np.savez_compressed appends ".npz" unless the name already ends with it; the
         # temporary names do not, so write through an open file handle.
@@ -180,8 +175,6 @@ def export_modisco(
         )
         with open(tmp(paths["readme"]), "w", encoding="utf-8") as handle:
             handle.write(readme)
-        for path in temporary:
-            os.chmod(path, _usual_mode())
         outputs.commit()
     log.info("wrote %d windows of length %d to %s", k, length, out_dir)
     return ModiscoExport(
@@ -194,13 +187,6 @@ def export_modisco(
         method=method,
         target=target,
     )
-
-
-def _usual_mode() -> int:
-    """Permissions a plain new file gets under the current umask (mkstemp's are 0600)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
 
 
 def _plain(value):

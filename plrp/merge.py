@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -244,11 +243,7 @@ def _write_merged(ordered: list[_Shard], out_prefix: Path, h5_path: Path, bigwig
     result = MergeResult(h5_path, n_windows_total=n_total, n_shards=len(ordered))
 
     with AtomicGroup() as group:
-        temporary = []
-
-        def tmp(target: Path) -> Path:
-            temporary.append(group.path(target))
-            return temporary[-1]
+        tmp = group.path
 
         store = StoreWriter(tmp(h5_path), chroms=chroms, window=window,
                             capacity=n_total, methods=methods, targets=targets, attrs=root,
@@ -281,18 +276,9 @@ def _write_merged(ordered: list[_Shard], out_prefix: Path, h5_path: Path, bigwig
                     write_bigwig(tmp(bw), [(c, chrom_sizes[c]) for c in chroms_sorted],
                                  lambda c, m=m, t=t: store.track_chunks(m, t, c))
                     result.bigwigs[m, t] = bw
-        for path in temporary:
-            os.chmod(path, _usual_mode())
         group.commit()
     log.info("merged %d shards (%d windows) -> %s", len(ordered), result.n_windows, h5_path)
     return result
-
-
-def _usual_mode() -> int:
-    """Permissions a plain new file gets under the current umask (mkstemp's are 0600)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
 
 
 def _copy_shard(shard: _Shard, store: StoreWriter, mergers: dict, methods: list[str],

@@ -413,7 +413,6 @@ def explain_fasta(fasta, out_prefix, *, model=None, arch=None, targets=None, reg
                     write_bigwig(group.path(bw), [(c, chrom_sizes[c]) for c in chroms_sorted],
                                  lambda c, m=m, t=t: store.track_chunks(m, t, c))
                     result.bigwigs[m, t] = bw
-        _readable_by_all(group)
         group.commit()
     if result.n_skipped_n:
         log.warning("%d window(s) skipped: more than %.0f%% N", result.n_skipped_n,
@@ -437,24 +436,6 @@ def _spool(folder: Path):
     finally:
         spool.close()
         os.unlink(path)
-
-
-def _new_file_mode() -> int:
-    """Permissions a plain new file gets under the current umask (e.g. 0644)."""
-    import os
-
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def _readable_by_all(group: AtomicGroup) -> None:
-    """Give the temporary files (mkstemp makes them 0600) the usual umask permissions."""
-    import os
-
-    mode = _new_file_mode()
-    for tmp, _ in group._pending:
-        os.chmod(tmp, mode)
 
 
 def _progress(total: int, enabled: bool):
@@ -494,6 +475,5 @@ def run_demo(out_prefix, device="auto", progress=True) -> tuple[ExplainResult, P
         dst = out_prefix.parent / src.name
         with atomic_path(dst) as tmp:
             shutil.copyfile(src, tmp)
-            tmp.chmod(_new_file_mode())
         copies.append(dst)
     return result, copies[0], copies[1]

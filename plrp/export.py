@@ -19,6 +19,7 @@ import numpy as np
 
 from plrp.atomic import AtomicGroup
 from plrp.errors import InputError, PlrpError
+from plrp.genome.store import plain_attr
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +142,7 @@ def export_modisco(
             "target": target,
             "model_sha256": str(h5.attrs.get("model_sha256", "")),
             "composite": str(h5.attrs.get("composite", "")),
-            "group_attrs": {k: _plain(v) for k, v in group.attrs.items()},
+            "group_attrs": {k: plain_attr(v) for k, v in group.attrs.items()},
         }
 
     paths = {
@@ -187,14 +188,3 @@ def export_modisco(
         method=method,
         target=target,
     )
-
-
-def _plain(value):
-    """An HDF5 attribute as a JSON-friendly Python value."""
-    if isinstance(value, bytes):
-        return value.decode()
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return value

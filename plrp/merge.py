@@ -23,7 +23,7 @@ import numpy as np
 from plrp.atomic import AtomicGroup
 from plrp.errors import InputError, PlrpError
 from plrp.genome.fasta import shard_range
-from plrp.genome.store import FORMAT, StoreWriter
+from plrp.genome.store import FORMAT, StoreWriter, plain_attr
 from plrp.genome.tracks import TrackMerger, byte_order, write_bedgraph, write_bigwig
 
 log = logging.getLogger("plrp")
@@ -65,17 +65,6 @@ class _Shard:
     attrs: dict         # root attributes as stored (JSON strings left as strings)
 
 
-def _attr_value(value):
-    """An HDF5 attribute as a comparable Python value (bytes -> str, numpy -> Python)."""
-    if isinstance(value, bytes):
-        return value.decode()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
 def _open_shard(path: Path) -> _Shard:
     if not path.is_file():
         raise InputError(f"{path}: no such shard file")
@@ -83,7 +72,7 @@ def _open_shard(path: Path) -> _Shard:
         h5 = h5py.File(path, "r")
     except OSError as err:
         raise InputError(f"{path}: not a readable HDF5 file ({err})") from None
-    attrs = {k: _attr_value(v) for k, v in h5.attrs.items()}
+    attrs = {k: plain_attr(v) for k, v in h5.attrs.items()}
     if attrs.get("format") != FORMAT:
         h5.close()
         raise InputError(f"{path}: not a plrp relevance file (format attribute "
@@ -102,9 +91,9 @@ def _method_attrs(shard: _Shard) -> dict:
     if group is None:
         return out
     for method, mgroup in group.items():
-        out[method] = {k: _attr_value(v) for k, v in mgroup.attrs.items()}
+        out[method] = {k: plain_attr(v) for k, v in mgroup.attrs.items()}
         for target, tgroup in mgroup.items():
-            out[f"{method}/{target}"] = {k: _attr_value(v) for k, v in tgroup.attrs.items()}
+            out[f"{method}/{target}"] = {k: plain_attr(v) for k, v in tgroup.attrs.items()}
     return out
 
 
@@ -236,7 +225,7 @@ def _write_merged(ordered: list[_Shard], out_prefix: Path, h5_path: Path, bigwig
     root = {k: v for k, v in attrs.items() if k not in _RECOMPUTED_ROOT_ATTRS}
     root["shard"] = "1/1"
     root["command_line"] = _strip_shard_flag(str(attrs.get("command_line", "")))
-    method_attrs = {m: {k: _attr_value(v) for k, v in first.h5[f"attributions/{m}"].attrs.items()}
+    method_attrs = {m: {k: plain_attr(v) for k, v in first.h5[f"attributions/{m}"].attrs.items()}
                     for m in methods}
     several = len(methods) > 1
     stems = _track_paths(out_prefix, methods, targets)

@@ -280,6 +280,17 @@ def _track_chunks(h5, method, target, chrom, chunk):
         yield pos[a:a + chunk], val[a:a + chunk]
 
 
+def plain_attr(value):
+    """An HDF5 attribute as a plain, comparable Python value (bytes -> str, numpy -> Python)."""
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
 class RelevanceFile:
     """Read access to a relevance file (use :func:`open_store`).
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from plrp.atomic import atomic_path
-from plrp.devices import resolve_device
+from plrp.devices import resolve_device, tune_cpu_allocator
 from plrp.engine import Explainer
 from plrp.models.architectures import build_model
 
@@ -79,9 +79,11 @@ def main(argv=None) -> int:
     parser.add_argument("--json", default="bench-out/engine.json")
     args = parser.parse_args(argv)
     device = resolve_device(args.device)
+    tuned = device.type == "cpu" and tune_cpu_allocator()
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     rows = []
-    print(f"device {device}  torch {torch.__version__}  threads {torch.get_num_threads()}",
+    print(f"device {device}  torch {torch.__version__}  threads {torch.get_num_threads()}"
+          f"  malloc tuning {'on' if tuned else 'off'}",
           file=sys.stderr)
     header = (f"{'model':<13} {'batch':>5} {'grad*in':>9} {'LRP':>9} {'PLRP-lam':>9} "
               f"{'PLRP-M':>9} {'lam/grad':>8}")
@@ -113,7 +115,7 @@ def main(argv=None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     result = {"benchmark": "engine", "unit": "windows/s", "p_pos": args.p,
               "small": args.small, "torch": torch.__version__, "platform": platform.platform(),
-              "device": str(device), "rows": rows}
+              "device": str(device), "malloc_tuning": tuned, "rows": rows}
     with atomic_path(out) as tmp:
         Path(tmp).write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {out}", file=sys.stderr)

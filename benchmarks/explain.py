@@ -142,6 +142,10 @@ def main(argv=None) -> None:
     ap.add_argument("--windows", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
+    if args.child:
+        from plrp.devices import tune_cpu_allocator
+
+        tune_cpu_allocator()  # as the plrp command does
     if args.child == "end2end":
         print(json.dumps(child_end_to_end(args)))
         return

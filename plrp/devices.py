@@ -29,3 +29,28 @@ def resolve_device(spec: str = "auto"):
     if index >= torch.cuda.device_count():
         raise PlrpError(f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s) visible")
     return torch.device(f"cuda:{index}")
+
+
+def tune_cpu_allocator() -> bool:
+    """Make glibc keep freed tensor memory for reuse; returns whether it applied.
+
+    By default glibc serves blocks over 32 MiB from fresh mmap()s and trims the heap when
+    they are freed, so every large activation or relevance tensor is faulted in page by
+    page again on each batch: that halved LRP throughput on BPNet-sized layers at batch 64
+    (benchmarks/engine.py). Serving everything from the heap and never trimming it costs
+    nothing in peak memory, which the largest batch sets anyway. Process-wide, so the CLI
+    and the benchmarks call it; a notebook user may. No-op off glibc, or with
+    PLRP_MALLOC_TUNING=0 in the environment.
+    """
+    import ctypes
+    import os
+
+    if os.environ.get("PLRP_MALLOC_TUNING", "1") == "0":
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_max = -1, -4
+    return bool(mallopt(m_mmap_max, 0)) and bool(mallopt(m_trim_threshold, 2**31 - 1))

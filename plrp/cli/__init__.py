@@ -58,3 +58,6 @@ def main(verbose: int) -> None:
     """Explain genome CNNs with pruned layer-wise relevance propagation (PLRP)."""
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, stream=sys.stderr, format="plrp: %(message)s")
+    from plrp.devices import tune_cpu_allocator
+
+    tune_cpu_allocator()

@@ -220,6 +220,46 @@ def test_prune_mask_matches_the_stable_sort_definition_with_ties():
             assert keep[n].flatten().tolist() == expected, (trial, n)
 
 
+def _windows(kind, dtype, g):
+    """(4, 3, 700) relevance: 2100 entries per window, enough for the radix selection."""
+    shape = (4, 3, 700)
+    if kind == "ties":
+        return (torch.randint(-4, 9, shape, generator=g) / 4).to(dtype)
+    r = torch.randn(shape, generator=g, dtype=dtype) * torch.randn(shape, generator=g,
+                                                                    dtype=dtype).exp()
+    if kind == "scales":    # windows 40 orders of magnitude apart share one batch
+        r = r * torch.tensor([1e-20, 1.0, 1e20, 3e-3], dtype=dtype).view(4, 1, 1)
+    if kind == "tiny":      # zeros, denormals and signed zeros in the lowest bins
+        r[:, 0] = 0.0
+        r[:, 1, ::2] = -0.0
+        r[:, 2, ::3] = torch.finfo(dtype).tiny / 8
+    return r
+
+
+@pytest.mark.parametrize("path", ["sorted", "radix"])
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+@pytest.mark.parametrize("kind", ["ties", "spread", "scales", "tiny"])
+def test_both_selection_paths_follow_the_definition_on_large_windows(path, dtype, kind,
+                                                                      monkeypatch):
+    import plrp.engine.prune as prune
+    monkeypatch.setattr(prune, "_RADIX_MIN_ENTRIES", 1 if path == "radix" else 10**9)
+    g = torch.Generator().manual_seed(11)
+    for p_pos, p_neg in [(0.1, 0.05), (0.5, 0.0), (0.0, 0.3), (0.9, 0.9)]:
+        r = _windows(kind, dtype, g)
+        pruning = prune.select(r, p_pos, p_neg)
+        keep = pruning.keep
+        expected = torch.tensor([_naive_pruned(r[n].flatten().tolist(), p_pos, p_neg)
+                                 for n in range(4)]).view(r.shape)
+        assert torch.equal(keep, expected), (p_pos, p_neg)
+        out = prune.apply_lambda(r, pruning)
+        assert torch.allclose(out, lambda_rescale(r, expected), rtol=1e-6, atol=0)
+        # PLRP-lambda keeps each window's positive and negative mass
+        for side in (r > 0, r < 0):
+            before = torch.where(side, r, 0).sum((1, 2), dtype=F64)
+            after = torch.where(side, out, 0).sum((1, 2), dtype=F64)
+            assert torch.allclose(after, before, rtol=1e-5, atol=0)
+
+
 def test_lambda_rescale_restores_side_sums_and_handles_edge_cases():
     r = torch.tensor([[3.0, 1.0, -2.0, -0.5, 0.0, 1.0]], dtype=F64)
     keep = prune_mask(r, 0.4, 0.25)

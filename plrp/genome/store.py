@@ -29,6 +29,7 @@ FORMAT = "plrp-relevance"
 FORMAT_VERSION = 1
 JSON_ATTRS = ("architecture", "targets", "methods", "skipped")
 ATTRIBUTION_ARRAYS = ("relevance", "hypothetical", "score", "conservation_error")
+_TRACK_CHUNK = 1 << 15
 
 
 def chrom_key(name: str) -> str:
@@ -48,21 +49,45 @@ def _compression(level: int) -> dict:
     return {"compression": "gzip", "compression_opts": level}
 
 
+try:  # ISA-L writes the same zlib streams 5-10x faster than zlib (measured 400 vs 41-77 MB/s)
+    from isal.isal_zlib import compress as _isal_compress
+except ImportError:  # pragma: no cover - isal is a dependency; plain zlib still works
+    _isal_compress = None
+
+
+def deflate(data, level: int) -> bytes:
+    """zlib-format deflate of ``data``, what HDF5's gzip filter reads (ISA-L when present).
+
+    Level 0 stores; ISA-L's levels stop at 3, so higher levels use zlib's own.
+    """
+    import zlib
+
+    if _isal_compress is not None and 1 <= level <= 3:
+        return _isal_compress(data, level)
+    return zlib.compress(data, level)
+
+
 class _ChunkStream:
     """Append rows to a chunked, gzip-compressed (N, ...) dataset one whole chunk at a time.
 
-    Rows are staged until a chunk is full, deflated by ``zlib`` on a thread pool (zlib
-    releases the GIL, so compression runs beside the engine and on several cores) and
-    written with ``write_direct_chunk`` in order: the bytes are exactly what HDF5's gzip
-    filter writes. The last, partial chunk is zero-padded (HDF5 edge chunks are full-size).
+    Rows are staged until a chunk is full, deflated on a thread pool (ISA-L and zlib
+    release the GIL, so compression runs beside the engine) and written with
+    ``write_direct_chunk`` in order: the bytes are what HDF5's gzip filter reads. The last,
+    partial chunk is zero-padded (HDF5 edge chunks are full-size). ``grow``: resize the
+    dataset as chunks arrive (for datasets of unknown final length; cut by ``flush``).
     """
 
-    def __init__(self, ds, rows_per_chunk: int, level: int, pool):
+    def __init__(self, ds, rows_per_chunk: int, level: int, pool, grow: bool = False):
         self.ds, self.rows, self.level, self.pool = ds, rows_per_chunk, level, pool
+        self.grow = grow
         self._buf = np.zeros((rows_per_chunk,) + ds.shape[1:], dtype=ds.dtype)
         self._fill = 0
         self._next_chunk = 0
         self._pending: list = []  # (row offset, future) in order
+
+    @property
+    def n_rows(self) -> int:
+        return self._next_chunk * self.rows + self._fill
 
     def append(self, arr: np.ndarray) -> None:
         i = 0
@@ -75,12 +100,10 @@ class _ChunkStream:
                 self._submit()
 
     def _submit(self) -> None:
-        import zlib
-
         buf, self._buf = self._buf, np.zeros_like(self._buf)
         buf[self._fill:] = 0
         offset = self._next_chunk * self.rows
-        self._pending.append((offset, self.pool.submit(zlib.compress, buf, self.level)))
+        self._pending.append((offset, self.pool.submit(deflate, buf, self.level)))
         self._next_chunk += 1
         self._fill = 0
         # write finished chunks; keep at most a few in flight (bounded memory)
@@ -89,14 +112,19 @@ class _ChunkStream:
 
     def _write_oldest(self) -> None:
         offset, fut = self._pending.pop(0)
+        if self.grow and self.ds.shape[0] < offset + self.rows:
+            self.ds.resize(offset + self.rows, axis=0)
         zeros = (0,) * (len(self.ds.shape) - 1)
         self.ds.id.write_direct_chunk((offset,) + zeros, fut.result())
 
     def flush(self) -> None:
+        n = self.n_rows
         if self._fill:
             self._submit()
         while self._pending:
             self._write_oldest()
+        if self.grow:
+            self.ds.resize(n, axis=0)
 
 
 class StoreWriter:
@@ -165,7 +193,7 @@ class StoreWriter:
                     h5[p].attrs[k] = v if isinstance(v, (int, float, str)) else json.dumps(v)
                 h5.require_group(f"{p}/track")
         self._track_ds: dict[tuple[str, str, str], tuple] = {}
-        self._comp = comp
+        self._comp, self._level = comp, compression_level
         from concurrent.futures import ThreadPoolExecutor
 
         workers = max(1, min(8, (os.cpu_count() or 2) - 1))  # one core left for the engine
@@ -225,17 +253,13 @@ class StoreWriter:
         key = (method, target, chrom)
         if key not in self._track_ds:
             g = self._h5.require_group(f"attributions/{method}/{target}/track/{chrom_key(chrom)}")
-            self._track_ds[key] = (
-                g.create_dataset("position", shape=(0,), maxshape=(None,), dtype=np.int64,
-                                 chunks=(1 << 15,), **self._comp),
-                g.create_dataset("value", shape=(0,), maxshape=(None,), dtype=np.float32,
-                                 chunks=(1 << 15,), **self._comp))
-        pos_ds, val_ds = self._track_ds[key]
-        n0, n = pos_ds.shape[0], positions.shape[0]
-        pos_ds.resize((n0 + n,))
-        val_ds.resize((n0 + n,))
-        pos_ds[n0:] = positions
-        val_ds[n0:] = values
+            self._track_ds[key] = tuple(
+                _ChunkStream(g.create_dataset(name, shape=(0,), maxshape=(None,), dtype=dtype,
+                                              chunks=(_TRACK_CHUNK,), **self._comp),
+                             _TRACK_CHUNK, self._level, self._pool, grow=True)
+                for name, dtype in (("position", np.int64), ("value", np.float32)))
+        for stream, arr in zip(self._track_ds[key], (positions, values)):
+            stream.append(np.ascontiguousarray(arr, dtype=stream.ds.dtype))
 
     def _stream(self, ds, rows: slice, arr: np.ndarray) -> None:
         stream = self._streams[id(ds)]
@@ -254,6 +278,9 @@ class StoreWriter:
         """Cut the datasets to the windows written and record ``n_windows``."""
         for stream in self._streams.values():
             stream.flush()
+        for streams in self._track_ds.values():
+            for stream in streams:
+                stream.flush()
         for ds in self._all_row_datasets():
             ds.resize(self._n, axis=0)
         self._h5.attrs["n_windows"] = self._n

@@ -14,6 +14,8 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
+from plrp.genome.textformat import bedgraph_bytes
+
 MERGE_RULES = ("nearest-centre", "mean", "max")
 
 EmitFn = Callable[[str, np.ndarray, np.ndarray], None]
@@ -91,9 +93,42 @@ class TrackMerger:
         """Add B windows; ``values`` (B, L) with only the first ``end - start`` columns real."""
         values = np.asarray(values, dtype=np.float64)
         starts, ends = np.asarray(starts).tolist(), np.asarray(ends).tolist()
-        for k in range(len(chroms)):
-            s, e = starts[k], ends[k]
-            self.add(chroms[k], s, e, values[k, : e - s])
+        k, n = 0, len(chroms)
+        while k < n:
+            tiled = self._tiled_run(chroms, starts, ends, k, values.shape[1])
+            if tiled > 1:  # all but the last are final now: the next window may overlap it
+                self._add_tiled(chroms[k], starts[k:k + tiled - 1], values[k:k + tiled - 1])
+                k += tiled - 1
+            self.add(chroms[k], starts[k], ends[k], values[k, : ends[k] - starts[k]])
+            k += 1
+
+    def _tiled_run(self, chroms, starts, ends, k: int, length: int) -> int:
+        """How many windows from k on are full-length, on one chromosome, overlap nothing
+        (each other or what is buffered) and come in order: the default stride = window."""
+        if chroms[k] != self._chrom or starts[k] < self._origin + self._size:
+            return 0
+        j = k
+        while (j + 1 < len(chroms) and chroms[j + 1] == chroms[k]
+               and ends[j] - starts[j] == length and starts[j + 1] >= ends[j]):
+            j += 1
+        return j - k + 1 if ends[k] - starts[k] == length else 0
+
+    def _add_tiled(self, chrom: str, starts: list, values: np.ndarray) -> None:
+        """Windows that no other window covers: their bases are final as they are."""
+        if self._size:
+            self._release(self._size)
+        vals = values.astype(np.float32).reshape(-1)
+        nz = np.flatnonzero(vals)
+        if nz.size:
+            length = values.shape[1]
+            pos = np.asarray(starts, dtype=np.int64)[nz // length] + nz % length
+            self._out_pos.append(pos)
+            self._out_val.append(vals[nz])
+            self._out_n += nz.size
+        self._last_start = starts[-1]
+        self._origin = starts[-1] + values.shape[1]
+        if self._out_n >= self._chunk:
+            self._flush_out()
 
     def finish(self) -> None:
         """Emit everything still buffered (call once after the last window)."""
@@ -206,12 +241,6 @@ def iter_intervals(chunks: Iterable[tuple[np.ndarray, np.ndarray]]
     yield from joiner.finish()
 
 
-def format_bedgraph_lines(chrom: str, s: np.ndarray, e: np.ndarray, v: np.ndarray) -> str:
-    """bedGraph data lines; values with 9 significant digits (exact float32 round trip)."""
-    return "".join(f"{chrom}\t{a}\t{b}\t{c:.9g}\n"
-                   for a, b, c in zip(s.tolist(), e.tolist(), v.tolist()))
-
-
 class BedGraphSpool:
     """Write bedGraph lines while the run goes, then assemble them in byte order.
 
@@ -243,8 +272,7 @@ class BedGraphSpool:
         for s, e, v in runs:
             for k in range(0, s.size, _LINES_PER_WRITE):  # bounded text buffer
                 sl = slice(k, k + _LINES_PER_WRITE)
-                self._fh.write(format_bedgraph_lines(self._chrom, s[sl], e[sl], v[sl])
-                               .encode("utf-8"))
+                self._fh.write(bedgraph_bytes(self._chrom, s[sl], e[sl], v[sl]))
             self.n_intervals += s.size
 
     def _end_chrom(self) -> None:
@@ -295,14 +323,14 @@ def write_bedgraph(path: str | os.PathLike, chroms: Iterable[str], track: TrackS
     enough to read back the exact float32.
     """
     n = 0
-    with open(path, "w", encoding="utf-8", newline="\n") as fh:
+    with open(path, "wb") as fh:
         if track_line:
-            fh.write(track_line.rstrip("\n") + "\n")
+            fh.write((track_line.rstrip("\n") + "\n").encode("utf-8"))
         for chrom in chroms:
             for s, e, v in iter_intervals(track(chrom)):
                 for k in range(0, s.size, _LINES_PER_WRITE):  # bounded text buffer
                     sl = slice(k, k + _LINES_PER_WRITE)
-                    fh.write(format_bedgraph_lines(chrom, s[sl], e[sl], v[sl]))
+                    fh.write(bedgraph_bytes(chrom, s[sl], e[sl], v[sl]))
                 n += s.size
     return n
 

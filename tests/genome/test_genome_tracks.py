@@ -63,6 +63,36 @@ def test_merger_matches_brute_force(merge, window, stride):
         np.testing.assert_allclose(val, ref[pos], rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.parametrize("merge", gt.MERGE_RULES)
+@pytest.mark.parametrize("batch", [1, 3, 64])
+def test_batched_windows_match_brute_force(merge, batch):
+    """add_batch (which emits tiled, non-overlapping windows directly) against the
+    reference: tiling with gaps, an end-aligned last window, chromosome switches."""
+    rng = np.random.default_rng(batch)
+    window, length = 20, 300
+    layouts = {"c1": list(range(0, 281, 20)),                    # tiled, last flush
+               "c2": list(range(0, 261, 20)) + [280 - 3],        # end-aligned overlap
+               "c3": [0, 20, 60, 80, 81, 140, 200, 220, 240]}    # gaps and an overlap
+    rows = [(c, s, s + window, rng.normal(size=window).astype(np.float32))
+            for c, starts in layouts.items() for s in starts]
+    rows[2][3][:7] = 0.0
+    got = {}
+    m = gt.TrackMerger(lambda c, p, v: got.setdefault(c, []).append((p, v)), merge=merge,
+                       chunk=50)
+    for a in range(0, len(rows), batch):
+        part = rows[a:a + batch]
+        m.add_batch([r[0] for r in part], np.array([r[1] for r in part]),
+                    np.array([r[2] for r in part]), np.stack([r[3] for r in part]))
+    m.finish()
+    for chrom in layouts:
+        ref = brute_force_track([(s, e, v) for c, s, e, v in rows if c == chrom], length,
+                                merge).astype(np.float32)
+        pos = np.concatenate([p for p, _ in got[chrom]])
+        val = np.concatenate([v for _, v in got[chrom]])
+        np.testing.assert_array_equal(pos, np.flatnonzero(ref))
+        np.testing.assert_allclose(val, ref[pos], rtol=1e-6, atol=1e-7)
+
+
 def test_nearest_centre_tie_goes_to_earlier_window():
     # windows [0,4) and [2,6): centres 2 and 4; base 2 (centre 2.5) is nearer 2, base 3 nearer 4;
     # windows [0,4) and [1,5): centres 2, 3; base 2 (2.5) is a tie -> earlier window

@@ -111,6 +111,16 @@ def child_engine_only(args) -> dict:
     return {"windows": n, "seconds": time.perf_counter() - t0, "peak_rss_mb": peak_rss_mb()}
 
 
+def _random_checkpoint(arch: str, path: str) -> None:
+    import torch
+
+    from plrp.models.architectures import build_model
+    from plrp.models.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    save_checkpoint(path, build_model(arch))
+
+
 def run_child(kind: str, **kw) -> dict:
     cmd = [sys.executable, __file__, "--child", kind]
     for k, v in kw.items():
@@ -126,6 +136,9 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--mbp", type=float, nargs="+", default=[0.1, 0.4])
     ap.add_argument("--model", default=None, help="checkpoint (default: the shipped model)")
+    ap.add_argument("--arch", default=None,
+                    help="instead of --model: a randomly initialised zoo architecture "
+                         "(deepsea, basset, bpnet, plrp-default), e.g. a DeepSEA-sized run")
     ap.add_argument("--targets", nargs="*", default=None)
     ap.add_argument("--method", default="plrp", choices=["lrp", "plrp"])
     ap.add_argument("--p-pos", type=float, default=0.2)
@@ -157,6 +170,9 @@ def main(argv=None) -> None:
                   device=args.device, batch_size=args.batch_size)
     rows = []
     with tempfile.TemporaryDirectory(dir=args.workdir) as work:
+        if args.arch:
+            common["model"] = str(Path(work) / f"{args.arch}.safetensors")
+            _random_checkpoint(args.arch, common["model"])
         for mbp in args.mbp:
             fa = Path(work) / f"sim_{mbp:g}mbp.fa"
             bases = write_random_fasta(fa, mbp)
@@ -181,7 +197,8 @@ def main(argv=None) -> None:
                          "peak_rss_mb": e2e["peak_rss_mb"],
                          "engine_only_peak_rss_mb": eng["peak_rss_mb"]})
             for p in Path(work).iterdir():
-                p.unlink()
+                if p.suffix != ".safetensors":
+                    p.unlink()
     head = (f"{'Mbp':>7} {'windows':>9} {'e2e s':>8} {'setup s':>8} {'e2e win/s':>10} "
             f"{'e2e nt/s':>11} "
             f"{'engine win/s':>13} {'ratio':>6} {'peak RSS MB':>12}")
@@ -202,7 +219,8 @@ def main(argv=None) -> None:
     import plrp
     meta = {"plrp_version": plrp.__version__, "torch": torch.__version__,
             "device": args.device, "batch_size": args.batch_size, "method": args.method,
-            "targets": args.targets, "model": args.model or "shipped default",
+            "targets": args.targets,
+            "model": args.model or (f"random {args.arch}" if args.arch else "shipped default"),
             "cpu_count": os.cpu_count(), "rss_growth": mem_growth}
     out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     print(f"wrote {out}", file=sys.stderr)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 
 from plrp.errors import PlrpError
@@ -31,26 +32,47 @@ def resolve_device(spec: str = "auto"):
     return torch.device(f"cuda:{index}")
 
 
+@functools.lru_cache(maxsize=1)
+def _glibc():
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt, libc.malloc_trim  # noqa: B018  (glibc only)
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
 def tune_cpu_allocator() -> bool:
     """Make glibc keep freed tensor memory for reuse; returns whether it applied.
 
     By default glibc serves blocks over 32 MiB from fresh mmap()s and trims the heap when
     they are freed, so every large activation or relevance tensor is faulted in page by
     page again on each batch: that halved LRP throughput on BPNet-sized layers at batch 64
-    (benchmarks/engine.py). Serving everything from the heap and never trimming it costs
-    nothing in peak memory, which the largest batch sets anyway. Process-wide, so the CLI
-    and the benchmarks call it; a notebook user may. No-op off glibc, or with
-    PLRP_MALLOC_TUNING=0 in the environment.
+    (benchmarks/engine.py). Here everything comes from the heap and the heap is not trimmed
+    on every free; long jobs call :func:`release_free_memory` now and then, so freed but
+    fragmented heap pages do not pile up. Process-wide, so the CLI and the benchmarks call
+    it; a notebook user may. No-op off glibc, or with PLRP_MALLOC_TUNING=0 set.
     """
-    import ctypes
     import os
 
     if os.environ.get("PLRP_MALLOC_TUNING", "1") == "0":
         return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
+    libc = _glibc()
+    if libc is None:
         return False
     m_trim_threshold, m_mmap_max = -1, -4
-    return bool(mallopt(m_mmap_max, 0)) and bool(mallopt(m_trim_threshold, 2**31 - 1))
+    return bool(libc.mallopt(m_mmap_max, 0)) and bool(libc.mallopt(m_trim_threshold,
+                                                                     2**31 - 1))
+
+
+def release_free_memory() -> None:
+    """Give the heap's free pages back to the kernel (glibc ``malloc_trim``); no-op elsewhere.
+
+    Costs a few milliseconds plus re-faulting what the next batch reuses, so call it every
+    few dozen batches, not every batch.
+    """
+    libc = _glibc()
+    if libc is not None:
+        libc.malloc_trim(0)

@@ -35,6 +35,7 @@ from plrp.genome.tracks import (MERGE_RULES, BedGraphSpool, TrackMerger, byte_or
 log = logging.getLogger("plrp")
 
 METHODS = ("lrp", "plrp")
+_TRIM_EVERY = 8
 TARGET_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 
 
@@ -261,7 +262,7 @@ def explain_fasta(fasta, out_prefix, *, model=None, arch=None, targets=None, reg
     t0 = time.perf_counter()
     import torch
 
-    from plrp.devices import resolve_device
+    from plrp.devices import release_free_memory, resolve_device
     from plrp.engine import Explainer
 
     methods = list(dict.fromkeys(methods or ("plrp",)))
@@ -368,6 +369,7 @@ def explain_fasta(fasta, out_prefix, *, model=None, arch=None, targets=None, reg
 
             writer = _Writer(write, queue_size)
             writer.start()
+            n_batches = 0
             try:
                 for batch in producer:
                     x = torch.from_numpy(batch.one_hot).to(dev, dtype=torch.float32)
@@ -386,6 +388,9 @@ def explain_fasta(fasta, out_prefix, *, model=None, arch=None, targets=None, reg
                                              "conservation_error")}
                     writer.put((batch, results))
                     bar.update(int(batch.index[-1]) + 1 - lo - bar.n)
+                    n_batches += 1
+                    if n_batches % _TRIM_EVERY == 0:
+                        release_free_memory()  # see devices.tune_cpu_allocator
                 writer.close()
             finally:
                 writer.stop()

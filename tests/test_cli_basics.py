@@ -14,3 +14,11 @@ def test_version_and_help():
 def test_unknown_verb_is_a_usage_error():
     r = CliRunner().invoke(main, ["no-such-verb"])
     assert r.exit_code == 2
+
+
+def test_allocator_tuning_can_be_switched_off_and_trimming_is_safe(monkeypatch):
+    from plrp.devices import release_free_memory, tune_cpu_allocator
+
+    monkeypatch.setenv("PLRP_MALLOC_TUNING", "0")
+    assert tune_cpu_allocator() is False
+    release_free_memory()  # must never raise, with or without glibc

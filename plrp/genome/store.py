@@ -4,7 +4,7 @@ Layout (N windows of length L, C chromosomes, M explained bases of a chromosome)
 
     /                      attrs: format="plrp-relevance", format_version=1, ... (see below)
     /chroms/name (C,) str, /chroms/length (C,) int64          every FASTA record
-    /windows/chrom (N,) str, start (N,) int64, end (N,) int64, index (N,) int64
+    /windows/chrom (N,) str (fixed-length UTF-8), start (N,) int64, end (N,) int64, index (N,) int64
     /windows/one_hot (N, 4, L) uint8
     /attributions/<method>/<target>/relevance (N, 4, L) float32
                                    /hypothetical (N, 4, L) float32
@@ -90,8 +90,13 @@ class _ChunkStream:
         return self._next_chunk * self.rows + self._fill
 
     def append(self, arr: np.ndarray) -> None:
+        """Stage rows ``arr`` (C-contiguous, not modified afterwards by the caller)."""
         i = 0
         while i < arr.shape[0]:
+            if self._fill == 0 and arr.shape[0] - i >= self.rows:
+                self._submit(arr[i:i + self.rows])  # a whole chunk: deflate it in place
+                i += self.rows
+                continue
             take = min(self.rows - self._fill, arr.shape[0] - i)
             self._buf[self._fill:self._fill + take] = arr[i:i + take]
             self._fill += take
@@ -99,9 +104,12 @@ class _ChunkStream:
             if self._fill == self.rows:
                 self._submit()
 
-    def _submit(self) -> None:
-        buf, self._buf = self._buf, np.zeros_like(self._buf)
-        buf[self._fill:] = 0
+    def _submit(self, whole: np.ndarray | None = None) -> None:
+        if whole is None:
+            buf, self._buf = self._buf, np.zeros_like(self._buf)
+            buf[self._fill:] = 0
+        else:
+            buf = whole
         offset = self._next_chunk * self.rows
         self._pending.append((offset, self.pool.submit(deflate, buf, self.level)))
         self._next_chunk += 1
@@ -145,7 +153,13 @@ class StoreWriter:
         self.window = int(window)
         self.methods, self.targets = list(methods), list(targets)
         self._n = 0
-        self._h5 = h5py.File(self.path, "w")
+        self._h5 = h5py.File(self.path, "w", libver=("v110", "latest"))
+        mdc = self._h5.id.get_mdc_config()
+        mdc.set_initial_size = True
+        mdc.initial_size = 1 << 20
+        mdc.max_size = 4 << 20
+        mdc.min_size = 1 << 20
+        self._h5.id.set_mdc_config(mdc)
         h5 = self._h5
         comp = _compression(compression_level)
         root = {"format": FORMAT, "format_version": FORMAT_VERSION, "alphabet": "ACGT",
@@ -157,6 +171,8 @@ class StoreWriter:
         h5.create_dataset("chroms/name", data=np.array([c for c, _ in chroms], dtype=object),
                           dtype=sdt)
         h5.create_dataset("chroms/length", data=np.array([n for _, n in chroms], dtype=np.int64))
+        self._chrom_dtype = h5py.string_dtype(
+            "utf-8", length=max([len(c.encode("utf-8")) for c, _ in chroms] + [1]))
         cap = max(int(capacity), 1)
         row_chunk = max(1, min(cap, 1 << 14))
         win_chunk = max(1, min(cap, 64, (1 << 20) // (16 * self.window) or 1))
@@ -167,7 +183,9 @@ class StoreWriter:
                                      dtype=dtype, chunks=chunks, **comp)
 
         self._win = {
-            "chrom": make("windows/chrom", (cap,), sdt, (row_chunk,)),
+            # fixed-length: variable-length strings grow HDF5's global heap, and this
+            # process's memory, by about 30 bytes per window
+            "chrom": make("windows/chrom", (cap,), self._chrom_dtype, (row_chunk,)),
             "start": make("windows/start", (cap,), np.int64, (row_chunk,)),
             "end": make("windows/end", (cap,), np.int64, (row_chunk,)),
             "index": make("windows/index", (cap,), np.int64, (row_chunk,)),
@@ -192,7 +210,8 @@ class StoreWriter:
                 for k, v in method_attrs.get(m, {}).items():
                     h5[p].attrs[k] = v if isinstance(v, (int, float, str)) else json.dumps(v)
                 h5.require_group(f"{p}/track")
-        self._track_ds: dict[tuple[str, str, str], tuple] = {}
+        self._track_ds: dict[tuple[str, str, str], tuple] = {}  # the open ones
+        self._tracks_done: set = set()
         self._comp, self._level = comp, compression_level
         from concurrent.futures import ThreadPoolExecutor
 
@@ -229,7 +248,8 @@ class StoreWriter:
         b = len(chrom)
         self._grow(b)
         rows = slice(self._n, self._n + b)
-        self._win["chrom"][rows] = np.array(chrom, dtype=object)
+        self._win["chrom"][rows] = np.array([c.encode("utf-8") for c in chrom],
+                                            dtype=self._chrom_dtype)
         self._win["start"][rows] = start
         self._win["end"][rows] = end
         self._win["index"][rows] = index
@@ -252,6 +272,14 @@ class StoreWriter:
         """Append finished bases (increasing positions) to a chromosome's merged track."""
         key = (method, target, chrom)
         if key not in self._track_ds:
+            # chromosomes come one after another: finish the previous one's datasets and
+            # free their chunk buffers, so memory does not grow with the chromosome count
+            for done in [k for k in self._track_ds if k[:2] == key[:2]]:
+                for stream in self._track_ds.pop(done):
+                    stream.flush()
+                self._tracks_done.add(done)
+            if key in self._tracks_done:
+                raise ValueError(f"track {method}/{target}: chromosome {chrom} came back")
             g = self._h5.require_group(f"attributions/{method}/{target}/track/{chrom_key(chrom)}")
             self._track_ds[key] = tuple(
                 _ChunkStream(g.create_dataset(name, shape=(0,), maxshape=(None,), dtype=dtype,

@@ -91,7 +91,9 @@ class TrackMerger:
     def add_batch(self, chroms: list[str], starts: np.ndarray, ends: np.ndarray,
                   values: np.ndarray) -> None:
         """Add B windows; ``values`` (B, L) with only the first ``end - start`` columns real."""
-        values = np.asarray(values, dtype=np.float64)
+        values = np.asarray(values)
+        if values.dtype not in (np.float32, np.float64):
+            values = values.astype(np.float64)
         starts, ends = np.asarray(starts).tolist(), np.asarray(ends).tolist()
         k, n = 0, len(chroms)
         while k < n:
@@ -117,7 +119,7 @@ class TrackMerger:
         """Windows that no other window covers: their bases are final as they are."""
         if self._size:
             self._release(self._size)
-        vals = values.astype(np.float32).reshape(-1)
+        vals = values.astype(np.float32, copy=False).reshape(-1)
         nz = np.flatnonzero(vals)
         if nz.size:
             length = values.shape[1]

@@ -33,6 +33,7 @@ _RADIX_MIN_ENTRIES = 1024
 # keep row-chunks' float64 copies below glibc's mmap threshold (32 MiB): larger blocks are
 # mapped and faulted in afresh on every call, which costs more than the conversion itself
 _CHUNK_ELEMENTS = 1 << 21
+_MAX_BINS = 1 << 30
 _BLOCK = 256
 
 
@@ -64,9 +65,14 @@ def select(r: torch.Tensor, p_pos: float, p_neg: float) -> Pruning:
         return select(r.float(), p_pos, p_neg)
     flat = r.reshape(r.shape[0], -1)
     p = torch.tensor([p_neg, p_pos], dtype=torch.float64, device=r.device)
-    radix = flat.device.type == "cpu" and flat.shape[1] >= _RADIX_MIN_ENTRIES
-    pick = _select_binned if radix else _select_sorted
-    return Pruning(r.shape, flat, pick(flat, p))
+    if flat.device.type != "cpu" or flat.shape[1] < _RADIX_MIN_ENTRIES:
+        return Pruning(r.shape, flat, _select_sorted(flat, p))
+    # bin keys are int32: at most _MAX_BINS bins per call (huge batches go in parts)
+    rows = max(1, _MAX_BINS >> _bin_bits(flat.shape[1]))
+    factor = torch.cat([_select_binned(flat[i:i + rows], p)
+                        for i in range(0, flat.shape[0], rows)]) if flat.shape[0] else (
+        _select_binned(flat, p))
+    return Pruning(r.shape, flat, factor)
 
 
 def _scales(total: torch.Tensor, pruned: torch.Tensor, dtype) -> torch.Tensor:

@@ -260,6 +260,14 @@ def test_both_selection_paths_follow_the_definition_on_large_windows(path, dtype
             assert torch.allclose(after, before, rtol=1e-5, atol=0)
 
 
+def test_huge_batches_are_selected_in_parts_with_the_same_result(monkeypatch):
+    import plrp.engine.prune as prune
+    r = _windows("spread", torch.float32, torch.Generator().manual_seed(3))
+    whole = prune.select(r, 0.3, 0.1).factor
+    monkeypatch.setattr(prune, "_MAX_BINS", 3 << prune._bin_bits(2100))  # 3 windows a part
+    assert torch.equal(prune.select(r, 0.3, 0.1).factor, whole)
+
+
 def test_lambda_rescale_restores_side_sums_and_handles_edge_cases():
     r = torch.tensor([[3.0, 1.0, -2.0, -0.5, 0.0, 1.0]], dtype=F64)
     keep = prune_mask(r, 0.4, 0.25)

@@ -71,7 +71,8 @@ def release_free_memory() -> None:
     """Give the heap's free pages back to the kernel (glibc ``malloc_trim``); no-op elsewhere.
 
     Costs a few milliseconds plus re-faulting what the next batch reuses, so call it every
-    few dozen batches, not every batch.
+    few batches, not every batch (``plrp explain``: every 8; every batch cost 25% of its
+    throughput, every 32 let peak memory grow 12% from 2 to 10 Mbp).
     """
     libc = _glibc()
     if libc is not None:

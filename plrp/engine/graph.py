@@ -70,6 +70,13 @@ AVGPOOL_FUNCTIONS = {F.avg_pool1d, F.adaptive_avg_pool1d, torch.mean, torch.sum}
 AVGPOOL_METHODS = {"mean", "sum"}
 
 LINEAR_FUNCTIONS = {F.conv1d, F.linear}
+# the tables above in lookup order, for Tensor methods and for torch functions
+_METHOD_KINDS = (("passthrough", PASSTHROUGH_METHODS), ("route", ROUTE_METHODS),
+                 ("add", ADD_METHODS), ("scale", SCALE_METHODS),
+                 ("maxpool", MAXPOOL_METHODS), ("avgpool", AVGPOOL_METHODS))
+_FUNCTION_KINDS = (("passthrough", PASSTHROUGH_FUNCTIONS), ("route", ROUTE_FUNCTIONS),
+                   ("add", ADD_FUNCTIONS), ("scale", SCALE_FUNCTIONS),
+                   ("maxpool", MAXPOOL_FUNCTIONS), ("avgpool", AVGPOOL_FUNCTIONS))
 # Reading these from the input gives shapes, not values: no relevance flows through them.
 SHAPE_ATTRIBUTES = {"shape", "ndim", "dtype", "device", "is_cuda"}
 SHAPE_METHODS = {"size", "dim", "numel", "ndimension", "get_device"}
@@ -417,19 +424,10 @@ def _classify_tensor_op(gm, root, node, value, specs, folded) -> OpSpec:
         return OpSpec(kind, layer_type, folded.get(node.target))
     target = node.target
     if node.op == "call_method":
-        if target in PASSTHROUGH_METHODS:
-            return OpSpec("passthrough")
-        if target in ROUTE_METHODS:
-            return OpSpec("route")
-        if target in ADD_METHODS:
-            return OpSpec("add")
-        if target in SCALE_METHODS:
-            return _check_scale(node, root, is_tensor)
-        if target in MAXPOOL_METHODS:
-            return _check_reduction(node, root, "maxpool")
-        if target in AVGPOOL_METHODS:
-            return _check_reduction(node, root, "avgpool")
-        raise _unsupported_op(node, root)
+        spec = _table_spec(node, root, is_tensor, _METHOD_KINDS)
+        if spec is None:
+            raise _unsupported_op(node, root)
+        return spec
     if node.op != "call_function":
         raise _unsupported_op(node, root)
     if target is operator.getitem:
@@ -444,23 +442,14 @@ def _classify_tensor_op(gm, root, node, value, specs, folded) -> OpSpec:
         if any(is_tensor(i) for i in _node_args(node)[1:]):
             raise _unsupported_op(node, root, "indexing with a value-dependent tensor")
         return OpSpec("route")
-    if target in PASSTHROUGH_FUNCTIONS:
-        return OpSpec("passthrough")
-    if target in ROUTE_FUNCTIONS:
-        if target is F.pad:
-            mode = node.kwargs.get("mode", node.args[2] if len(node.args) > 2 else "constant")
-            pad_value = node.kwargs.get("value", node.args[3] if len(node.args) > 3 else None)
-            if mode != "constant" or pad_value not in (None, 0, 0.0):
-                raise _unsupported_op(node, root, "only zero padding")
-        return OpSpec("route")
-    if target in ADD_FUNCTIONS:
-        return OpSpec("add")
-    if target in SCALE_FUNCTIONS:
-        return _check_scale(node, root, is_tensor)
-    if target in MAXPOOL_FUNCTIONS:
-        return _check_reduction(node, root, "maxpool")
-    if target in AVGPOOL_FUNCTIONS:
-        return _check_reduction(node, root, "avgpool")
+    if target is F.pad:
+        mode = node.kwargs.get("mode", node.args[2] if len(node.args) > 2 else "constant")
+        pad_value = node.kwargs.get("value", node.args[3] if len(node.args) > 3 else None)
+        if mode != "constant" or pad_value not in (None, 0, 0.0):
+            raise _unsupported_op(node, root, "only zero padding")
+    spec = _table_spec(node, root, is_tensor, _FUNCTION_KINDS)
+    if spec is not None:
+        return spec
     if target in LINEAR_FUNCTIONS:
         rest = _node_args(node)[1:]
         if any(is_tensor(a) for a in rest):
@@ -474,6 +463,18 @@ def _classify_tensor_op(gm, root, node, value, specs, folded) -> OpSpec:
                 raise _unsupported_op(node, root, "padding='same' in F.conv1d")
         return OpSpec("linear", "Conv1d" if target is F.conv1d else "Linear")
     raise _unsupported_op(node, root)
+
+
+def _table_spec(node, root, is_tensor, kinds) -> OpSpec | None:
+    """The spec of a method / function listed in the op tables (first kind that lists it)."""
+    for kind, targets in kinds:
+        if node.target in targets:
+            if kind == "scale":
+                return _check_scale(node, root, is_tensor)
+            if kind in ("maxpool", "avgpool"):
+                return _check_reduction(node, root, kind)
+            return OpSpec(kind)
+    return None
 
 
 def _check_scale(node, root, is_tensor) -> OpSpec:

@@ -69,10 +69,8 @@ def select(r: torch.Tensor, p_pos: float, p_neg: float) -> Pruning:
         return Pruning(r.shape, flat, _select_sorted(flat, p))
     # bin keys are int32: at most _MAX_BINS bins per call (huge batches go in parts)
     rows = max(1, _MAX_BINS >> _bin_bits(flat.shape[1]))
-    factor = torch.cat([_select_binned(flat[i:i + rows], p)
-                        for i in range(0, flat.shape[0], rows)]) if flat.shape[0] else (
-        _select_binned(flat, p))
-    return Pruning(r.shape, flat, factor)
+    parts = [_select_binned(flat[i:i + rows], p) for i in range(0, flat.shape[0], rows)]
+    return Pruning(r.shape, flat, torch.cat(parts))
 
 
 def _scales(total: torch.Tensor, pruned: torch.Tensor, dtype) -> torch.Tensor:

@@ -291,7 +291,7 @@ class StoreWriter:
 
     def _stream(self, ds, rows: slice, arr: np.ndarray) -> None:
         stream = self._streams[id(ds)]
-        expected = stream._next_chunk * stream.rows + stream._fill
+        expected = stream.n_rows
         if rows.start != expected:  # rows must arrive in order, once
             raise ValueError(f"{ds.name}: rows {rows.start}.. written out of order "
                              f"(expected {expected})")

@@ -4,7 +4,7 @@ A genome-wide track has hundreds of millions of lines; Python's per-value float
 formatting (about 0.7 us a line) cost more than the engine on small models. Here each line
 is laid out as a row of a byte matrix, unused cells hold 0, and dropping the zeros joins
 the rows into the file's bytes. Output is byte-identical to ``f"{chrom}\\t{s}\\t{e}\\t{v:.9g}\\n"``
-(tests check it against Python on millions of values): 9 significant digits read back as
+(tests check it against Python on 350,000 values of every kind): 9 significant digits read back as
 the same float32.
 """
 
@@ -119,18 +119,20 @@ def bedgraph_bytes(chrom: str, starts: np.ndarray, ends: np.ndarray,
     if n == 0:
         return b""
     prefix = np.frombuffer(chrom.encode("utf-8") + b"\t", dtype=np.uint8)
-    fields = [int_columns(starts), None, int_columns(ends), None, g9_columns(values), None]
-    width = prefix.size + sum(1 if f is None else f.shape[0] for f in fields)
-    # one line per row (the fields are column-major), then drop the unused cells: C speed,
-    # where boolean indexing is 3x slower
+    # column-major cells (k, n) of each field, or the separator byte after it
+    parts = [int_columns(starts), ord("\t"), int_columns(ends), ord("\t"),
+             g9_columns(values), ord("\n")]
+    width = prefix.size + sum(1 if isinstance(p, int) else p.shape[0] for p in parts)
+    # one line per row, then drop the unused cells: C speed, where boolean indexing is 3x
+    # slower
     lines = np.empty((n, width), dtype=np.uint8)
     lines[:, :prefix.size] = prefix
     col = prefix.size
-    for field in fields:
-        if field is None:  # a separator
-            lines[:, col] = ord("\n") if col == width - 1 else ord("\t")
+    for part in parts:
+        if isinstance(part, int):
+            lines[:, col] = part
             col += 1
         else:
-            lines[:, col:col + field.shape[0]] = field.T
-            col += field.shape[0]
+            lines[:, col:col + part.shape[0]] = part.T
+            col += part.shape[0]
     return lines.tobytes().translate(None, b"\0")

@@ -107,13 +107,14 @@ class TrackMerger:
     def _tiled_run(self, chroms, starts, ends, k: int, length: int) -> int:
         """How many windows from k on are full-length, on one chromosome, overlap nothing
         (each other or what is buffered) and come in order: the default stride = window."""
-        if chroms[k] != self._chrom or starts[k] < self._origin + self._size:
+        if (chroms[k] != self._chrom or starts[k] < self._origin + self._size
+                or ends[k] - starts[k] != length):
             return 0
         j = k
         while (j + 1 < len(chroms) and chroms[j + 1] == chroms[k]
                and ends[j] - starts[j] == length and starts[j + 1] >= ends[j]):
             j += 1
-        return j - k + 1 if ends[k] - starts[k] == length else 0
+        return j - k + 1
 
     def _add_tiled(self, chrom: str, starts: list, values: np.ndarray) -> None:
         """Windows that no other window covers: their bases are final as they are."""

@@ -25,6 +25,7 @@ from plrp.errors import InputError, PlrpError
 from plrp.genome.fasta import shard_range
 from plrp.genome.store import FORMAT, StoreWriter, plain_attr
 from plrp.genome.tracks import TrackMerger, byte_order, write_bedgraph, write_bigwig
+from plrp.run import track_line, track_stems
 
 log = logging.getLogger("plrp")
 
@@ -159,20 +160,6 @@ def check_shards(shards: list[_Shard]) -> list[_Shard]:
     return ordered
 
 
-def _track_paths(prefix: Path, methods: list[str], targets: list[str]) -> dict:
-    """{(method, target): path stem}, named as ``plrp explain`` names its tracks."""
-    several = len(methods) > 1
-    return {(m, t): f"{prefix}.{t}" + (f".{m}" if several else "")
-            for m in methods for t in targets}
-
-
-def _track_line(prefix: Path, method: str, target: str, several: bool, merge: str) -> str:
-    """The bedGraph track line ``plrp explain`` writes (plrp.run.explain_fasta)."""
-    return (f'track type=bedGraph name="{prefix.name}.{target}'
-            f'{"." + method if several else ""}" description="plrp {method} relevance of '
-            f'{target} ({merge} merge)" visibility=full autoScale=on')
-
-
 def _strip_shard_flag(command_line: str) -> str:
     """The shard's command line as the unsharded run would read (without --shard I/N)."""
     return re.sub(r"\s--shard(=|\s+)\S+", "", command_line)
@@ -228,7 +215,7 @@ def _write_merged(ordered: list[_Shard], out_prefix: Path, h5_path: Path, bigwig
     method_attrs = {m: {k: plain_attr(v) for k, v in first.h5[f"attributions/{m}"].attrs.items()}
                     for m in methods}
     several = len(methods) > 1
-    stems = _track_paths(out_prefix, methods, targets)
+    stems = track_stems(out_prefix, methods, targets)
     result = MergeResult(h5_path, n_windows_total=n_total, n_shards=len(ordered))
 
     with AtomicGroup() as group:
@@ -258,7 +245,7 @@ def _write_merged(ordered: list[_Shard], out_prefix: Path, h5_path: Path, bigwig
                 bedgraph = Path(f"{stem}.bedGraph")
                 write_bedgraph(tmp(bedgraph), chroms_sorted,
                                lambda c, m=m, t=t: store.track_chunks(m, t, c),
-                               _track_line(out_prefix, m, t, several, merge_rule))
+                               track_line(out_prefix, m, t, several, merge_rule))
                 result.bedgraphs[m, t] = bedgraph
                 if bigwig:
                     bw = Path(f"{stem}.bw")

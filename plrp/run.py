@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import queue
 import re
 import signal
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,13 +31,14 @@ from plrp.defaults import (DEFAULT_BATCH_SIZE, DEFAULT_COMPOSITE, DEFAULT_MAX_N_
 from plrp.errors import InputError, PlrpError
 from plrp.genome import fasta as gfasta
 from plrp.genome.store import StoreWriter
-from plrp.genome.tracks import (MERGE_RULES, BedGraphSpool, TrackMerger, byte_order,
+from plrp.genome.tracks import (MERGE_RULES, BedGraphWriter, TrackMerger, byte_order,
                                 write_bigwig)
 
 log = logging.getLogger("plrp")
 
 METHODS = ("lrp", "plrp")
-_TRIM_EVERY = 8
+_TRIM_EVERY = 8            # batches between checks of the heap's free memory
+_TRIM_ABOVE = 512 << 20    # bytes free before it is given back (the shipped model keeps ~120 MB)
 TARGET_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 
 
@@ -229,6 +232,23 @@ class _Writer(threading.Thread):
             self.join(timeout=0.1)
 
 
+class _InlineWriter:
+    """The writer of a CPU run: results are written between engine batches, not beside them.
+
+    The engine's OpenMP threads already use every core and spin at their barriers; a writer
+    running beside them made both slower than taking turns (measured: 1150 vs 1330 win/s
+    with the shipped model on 2 cores).
+    """
+
+    def __init__(self, handle, maxsize: int):
+        self.put = handle
+
+    def start(self) -> None:
+        pass
+
+    close = stop = start
+
+
 def _method_settings(method, p_pos, p_neg, variant, composite) -> dict:
     if method == "lrp":
         return {"variant": variant, "p_pos": 0.0, "p_neg": 0.0, "composite": str(composite)}
@@ -291,11 +311,12 @@ def explain_fasta(fasta, out_prefix, *, model=None, arch=None, targets=None, reg
     target_names = resolve_targets(loaded.output_names, targets)
     specs = net.target_specs()
     dev = resolve_device(device)
+    # a GPU run writes beside the engine; a CPU run between its batches (see _InlineWriter)
+    overlap = dev.type != "cpu"
 
     h5_path = Path(f"{out_prefix}.h5")
     several = len(methods) > 1
-    track_paths = {(m, t): f"{out_prefix}.{t}" + (f".{m}" if several else "")
-                   for m in methods for t in target_names}
+    track_paths = track_stems(out_prefix, methods, target_names)
 
     with (_sigterm_raises(), gfasta.FastaReader(fasta) as reader, AtomicGroup() as group,
           contextlib.ExitStack() as scratch):
@@ -304,6 +325,9 @@ def explain_fasta(fasta, out_prefix, *, model=None, arch=None, targets=None, reg
             spans = gfasta.read_regions_bed(regions, chrom_sizes)
         else:
             spans = [gfasta.Span(c, 0, n) for c, n in reader.chroms]
+        # windows go in the bedGraph's order, chromosome names in byte order, so every
+        # track is written once, as it is finished (a stable sort keeps starts in order)
+        spans = sorted(spans, key=lambda span: span.chrom.encode("utf-8"))
         plan = gfasta.plan_windows(spans, window, stride, pad_short=pad_short)
         n_total = plan.n_windows
         lo, hi = gfasta.shard_range(n_total, shard)
@@ -321,6 +345,11 @@ def explain_fasta(fasta, out_prefix, *, model=None, arch=None, targets=None, reg
                                    p_pos=0.0 if m == "lrp" else p_pos,
                                    p_neg=0.0 if m == "lrp" else p_neg, variant=variant)
                       for m in methods}
+        # trace each engine now (about 0.1 s per target), not inside the first batch
+        probe = torch.zeros((1, 4, window), device=dev)
+        for m in methods:
+            for t in target_names:
+                explainers[m].explain(probe, specs[t])
         settings = {m: _method_settings(m, p_pos, p_neg, variant, composite) for m in methods}
         attrs = {
             "plrp_version": __version__, "model_path": str(loaded.path or ""),
@@ -336,16 +365,17 @@ def explain_fasta(fasta, out_prefix, *, model=None, arch=None, targets=None, reg
         store = StoreWriter(group.path(h5_path), chroms=reader.chroms, window=window,
                             capacity=hi - lo, methods=methods, targets=target_names,
                             attrs=attrs, method_attrs=settings,
-                            compression_level=compression_level)
+                            compression_level=compression_level,
+                            deflate_threads=None if overlap else os.cpu_count())
         with store:
-            # bedGraph lines are formatted as chromosomes finish (overlapping the engine) into
-            # spool files, removed at the end, and put in byte order after the run
-            spools = {key: scratch.enter_context(_spool(h5_path.parent))
-                      for key in track_paths}
+            bedgraphs = {(m, t): Path(f"{stem}.bedGraph") for (m, t), stem in track_paths.items()}
+            bedgraph_out = {key: scratch.enter_context(BedGraphWriter(
+                group.path(path), track_line(out_prefix, *key, several, merge)))
+                for key, path in bedgraphs.items()}
 
             def emit(m, t, chrom, pos, val):
                 store.append_track(m, t, chrom, pos, val)
-                spools[m, t].add(chrom, pos, val)
+                bedgraph_out[m, t].add(chrom, pos, val)
 
             mergers = {(m, t): TrackMerger(
                 (lambda c, p, v, m=m, t=t: emit(m, t, c, p, v)), merge=merge)
@@ -358,16 +388,28 @@ def explain_fasta(fasta, out_prefix, *, model=None, arch=None, targets=None, reg
             bar = _progress(hi - lo, progress)
             t_setup = time.perf_counter() - t0
 
-            def write(item):  # runs on the writer thread: HDF5 and track merging
+            # each (method, target) has its own datasets, merger and spool: numpy, deflate
+            # and file writes release the GIL, so targets are written on two threads
+            track_pool = scratch.enter_context(ThreadPoolExecutor(
+                max_workers=2, thread_name_prefix="plrp-tracks"))
+
+            def write(item):  # HDF5 and track merging, beside or between engine batches
                 batch, results = item
                 rows = store.append_windows(batch.chrom, batch.start, batch.end, batch.index,
                                             batch.one_hot)
-                for (m, t), arrays in results.items():
-                    store.write_attributions(m, t, rows, **arrays)
-                    mergers[m, t].add_batch(batch.chrom, batch.start, batch.end,
-                                            arrays["relevance"].sum(axis=1))
 
-            writer = _Writer(write, queue_size)
+                def write_target(key):
+                    arrays = results[key]
+                    store.write_attributions(*key, rows, **arrays)
+                    mergers[key].add_batch(batch.chrom, batch.start, batch.end,
+                                           arrays["relevance"].sum(axis=1))
+
+                for done in [track_pool.submit(write_target, key) for key in results]:
+                    done.result()  # re-raises
+                if not overlap:
+                    store.drain()
+
+            writer = (_Writer if overlap else _InlineWriter)(write, queue_size)
             writer.start()
             n_batches = 0
             try:
@@ -390,7 +432,7 @@ def explain_fasta(fasta, out_prefix, *, model=None, arch=None, targets=None, reg
                     bar.update(int(batch.index[-1]) + 1 - lo - bar.n)
                     n_batches += 1
                     if n_batches % _TRIM_EVERY == 0:
-                        release_free_memory()  # see devices.tune_cpu_allocator
+                        release_free_memory(above=_TRIM_ABOVE)  # see tune_cpu_allocator
                 writer.close()
             finally:
                 writer.stop()
@@ -407,12 +449,8 @@ def explain_fasta(fasta, out_prefix, *, model=None, arch=None, targets=None, reg
                                    setup_seconds=t_setup)
             chroms_sorted = byte_order(chrom_sizes)
             for (m, t), stem in track_paths.items():
-                bg = Path(f"{stem}.bedGraph")
-                line = (f'track type=bedGraph name="{out_prefix.name}.{t}'
-                        f'{"." + m if several else ""}" description="plrp {m} relevance of '
-                        f'{t} ({merge} merge)" visibility=full autoScale=on')
-                spools[m, t].assemble(group.path(bg), chroms_sorted, line)
-                result.bedgraphs[m, t] = bg
+                bedgraph_out[m, t].close()
+                result.bedgraphs[m, t] = bedgraphs[m, t]
                 if bigwig:
                     bw = Path(f"{stem}.bw")
                     write_bigwig(group.path(bw), [(c, chrom_sizes[c]) for c in chroms_sorted],
@@ -426,21 +464,18 @@ def explain_fasta(fasta, out_prefix, *, model=None, arch=None, targets=None, reg
     return result
 
 
-@contextlib.contextmanager
-def _spool(folder: Path):
-    """A BedGraphSpool on a hidden temporary file in ``folder``, deleted on exit."""
-    import os
-    import tempfile
+def track_stems(prefix: Path, methods: list[str], targets: list[str]) -> dict:
+    """{(method, target): path stem} of the track files: ``PREFIX.<target>[.<method>]``."""
+    several = len(methods) > 1
+    return {(m, t): f"{prefix}.{t}" + (f".{m}" if several else "")
+            for m in methods for t in targets}
 
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, path = tempfile.mkstemp(prefix=".plrp-", suffix=".bedGraph.spool", dir=folder)
-    os.close(fd)
-    spool = BedGraphSpool(path)
-    try:
-        yield spool
-    finally:
-        spool.close()
-        os.unlink(path)
+
+def track_line(prefix: Path, method: str, target: str, several: bool, merge: str) -> str:
+    """The bedGraph track line: IGV's name and description of the track."""
+    return (f'track type=bedGraph name="{prefix.name}.{target}'
+            f'{"." + method if several else ""}" description="plrp {method} relevance of '
+            f'{target} ({merge} merge)" visibility=full autoScale=on')
 
 
 def _progress(total: int, enabled: bool):

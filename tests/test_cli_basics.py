@@ -1,3 +1,4 @@
+import pytest
 from click.testing import CliRunner
 
 from plrp import __version__
@@ -22,3 +23,13 @@ def test_allocator_tuning_can_be_switched_off_and_trimming_is_safe(monkeypatch):
     monkeypatch.setenv("PLRP_MALLOC_TUNING", "0")
     assert tune_cpu_allocator() is False
     release_free_memory()  # must never raise, with or without glibc
+
+
+def test_trimming_waits_for_the_bound_of_free_heap_memory():
+    from plrp.devices import _glibc, release_free_memory
+
+    libc = _glibc()
+    if libc is None or not hasattr(libc, "mallinfo2"):
+        pytest.skip("needs glibc >= 2.33 (mallinfo2)")
+    assert release_free_memory(above=1 << 62) is False  # never that much free
+    assert release_free_memory(above=0) is True          # 0: always trim

@@ -14,7 +14,7 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from plrp.genome.textformat import bedgraph_bytes
+from plrp.genome.textformat import write_bedgraph_lines
 
 MERGE_RULES = ("nearest-centre", "mean", "max")
 
@@ -244,67 +244,56 @@ def iter_intervals(chunks: Iterable[tuple[np.ndarray, np.ndarray]]
     yield from joiner.finish()
 
 
-class BedGraphSpool:
-    """Write bedGraph lines while the run goes, then assemble them in byte order.
+class BedGraphWriter:
+    """Write a bedGraph while the run goes: chromosomes arrive in byte order, once each.
 
-    Chromosomes arrive in FASTA order (as the track merger finishes them) but a bedGraph
-    wants byte order: lines go to a spool file (``path``, any temporary file) and each
-    chromosome's byte range is remembered; :meth:`assemble` copies the ranges in the
-    right order. Formatting thus overlaps the engine instead of following it.
+    ``add`` takes each chromosome's finished bases as they come (increasing positions),
+    merges equal neighbours into runs (across calls too) and appends the lines; ``close``
+    writes the last run and returns the number of intervals. A context manager.
     """
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, track_line: str | None = None):
         self.path = path
         self._fh = open(path, "wb")
-        self._ranges: dict[str, tuple[int, int]] = {}
+        if track_line:
+            self._fh.write((track_line.rstrip("\n") + "\n").encode("utf-8"))
         self._chrom: str | None = None
-        self._start = 0
         self._joiner = RunJoiner()
         self.n_intervals = 0
 
     def add(self, chrom: str, positions: np.ndarray, values: np.ndarray) -> None:
-        """Take the next finished bases (increasing positions; chromosomes one after another)."""
+        """Take the next finished bases of ``chrom`` (increasing positions)."""
         if chrom != self._chrom:
-            self._end_chrom()
-            if chrom in self._ranges:
-                raise ValueError(f"bedGraph spool: chromosome {chrom} came back")
-            self._chrom, self._start = chrom, self._fh.tell()
+            if self._chrom is not None:
+                if chrom.encode("utf-8") <= self._chrom.encode("utf-8"):
+                    raise ValueError(f"bedGraph {self.path}: chromosome {chrom} after "
+                                     f"{self._chrom}; chromosomes must come in byte order")
+                self._write(self._joiner.finish())
+            self._chrom = chrom
         self._write(self._joiner.feed(positions, values))
 
     def _write(self, runs) -> None:
         for s, e, v in runs:
             for k in range(0, s.size, _LINES_PER_WRITE):  # bounded text buffer
                 sl = slice(k, k + _LINES_PER_WRITE)
-                self._fh.write(bedgraph_bytes(self._chrom, s[sl], e[sl], v[sl]))
+                write_bedgraph_lines(self._fh, self._chrom, s[sl], e[sl], v[sl])
             self.n_intervals += s.size
 
-    def _end_chrom(self) -> None:
-        if self._chrom is not None:
-            self._write(self._joiner.finish())
-            self._ranges[self._chrom] = (self._start, self._fh.tell() - self._start)
-            self._chrom = None
-
-    def assemble(self, out_path: str | os.PathLike, chroms: Iterable[str],
-                 track_line: str | None = None) -> int:
-        """Write the bedGraph: ``track_line``, then chromosomes in the order of ``chroms``."""
-        self._end_chrom()
-        self._fh.close()
-        with open(self.path, "rb") as src, open(out_path, "wb") as dst:
-            if track_line:
-                dst.write((track_line.rstrip("\n") + "\n").encode("utf-8"))
-            for chrom in chroms:
-                if chrom not in self._ranges:
-                    continue
-                offset, left = self._ranges[chrom]
-                src.seek(offset)
-                while left:
-                    block = src.read(min(left, 1 << 22))
-                    dst.write(block)
-                    left -= len(block)
+    def close(self) -> int:
+        if not self._fh.closed:
+            try:
+                self._write(self._joiner.finish())
+            finally:
+                self._fh.close()
         return self.n_intervals
 
-    def close(self) -> None:
-        if not self._fh.closed:
+    def __enter__(self) -> "BedGraphWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if exc[0] is None:
+            self.close()
+        else:  # the run failed: no last run to write, just the file to let go
             self._fh.close()
 
 
@@ -313,7 +302,7 @@ def byte_order(names: Iterable[str]) -> list[str]:
     return sorted(names, key=lambda n: n.encode("utf-8"))
 
 
-_LINES_PER_WRITE = 1 << 14
+_LINES_PER_WRITE = 1 << 18
 TrackSource = Callable[[str], Iterable[tuple[np.ndarray, np.ndarray]]]
 
 
@@ -321,21 +310,15 @@ def write_bedgraph(path: str | os.PathLike, chroms: Iterable[str], track: TrackS
                    track_line: str | None = None) -> int:
     """Write a 4-column bedGraph; returns the number of intervals.
 
-    ``chroms`` in the order to write (use :func:`byte_order`); ``track(chrom)`` yields that
-    chromosome's (positions, values) chunks. Values are printed with 9 significant digits,
-    enough to read back the exact float32.
+    ``chroms`` in byte order (:func:`byte_order`); ``track(chrom)`` yields that
+    chromosome's (positions, values) chunks. Values are printed in the shortest form that
+    reads back as the exact float32.
     """
-    n = 0
-    with open(path, "wb") as fh:
-        if track_line:
-            fh.write((track_line.rstrip("\n") + "\n").encode("utf-8"))
+    with BedGraphWriter(path, track_line) as out:
         for chrom in chroms:
-            for s, e, v in iter_intervals(track(chrom)):
-                for k in range(0, s.size, _LINES_PER_WRITE):  # bounded text buffer
-                    sl = slice(k, k + _LINES_PER_WRITE)
-                    fh.write(bedgraph_bytes(chrom, s[sl], e[sl], v[sl]))
-                n += s.size
-    return n
+            for pos, val in track(chrom):
+                out.add(chrom, pos, val)
+    return out.n_intervals
 
 
 def write_bigwig(path: str | os.PathLike, chrom_sizes: list[tuple[str, int]],

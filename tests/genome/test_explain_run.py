@@ -148,6 +148,9 @@ def test_windows_tiling_n_skip_and_attributes(run_both, genome, model_path):
         assert win["start"][win["chrom"] == "chr1"].tolist() == c1
         assert np.all(win["end"] - win["start"] == L)
         assert np.all(np.diff(win["index"]) > 0) and win["index"].max() == total - 1
+        # windows in the bedGraph's order: chromosome names in byte order, then start
+        names = win["chrom"].tolist()
+        assert names == ["chr1"] * len(c1) + ["chrZ"] * len(zs)
         assert run_both.short == ["tiny:0-40"]
 
 
@@ -241,11 +244,12 @@ def test_regions_and_padded_short_sequences(genome, model_path, tmp_path):
     with open_store(r.h5) as st:
         win = st.windows()
         got = list(zip(win["chrom"].tolist(), win["start"].tolist(), win["end"].tolist()))
-        # FASTA order (chrZ first); chr1 regions merged to 100..420: starts 100, 200, 300, 320
-        assert got == [("chrZ", 1000, 1050), ("chr1", 100, 200), ("chr1", 200, 300),
-                       ("chr1", 300, 400), ("chr1", 320, 420)]
+        # byte order of names (chr1 before chrZ, which comes first in the FASTA); chr1
+        # regions merged to 100..420: starts 100, 200, 300, 320
+        assert got == [("chr1", 100, 200), ("chr1", 200, 300), ("chr1", 300, 400),
+                       ("chr1", 320, 420), ("chrZ", 1000, 1050)]
         oh = st.one_hot()
-        assert oh[0][:, 50:].sum() == 0 and oh[0][:, :50].sum() > 0  # padded with N
+        assert oh[4][:, 50:].sum() == 0 and oh[4][:, :50].sum() > 0  # padded with N
         pos, _ = st.track("plrp", "tA", "chr1")
         assert pos.min() >= 100 and pos.max() < 420
         pos, _ = st.track("plrp", "tA", "chrZ")

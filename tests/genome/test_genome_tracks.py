@@ -217,19 +217,34 @@ def test_store_round_trip_and_chrom_escaping(tmp_path):
         assert st.method_attrs("plrp", "t0")["p_pos"] == 0.2
 
 
-def test_spooled_bedgraph_equals_direct_writer(tmp_path):
+def _runs_by_hand(pos, val):
+    """Per-base track -> [(start, end, value)], equal adjacent bases merged (a plain loop)."""
+    runs = []
+    for p, v in zip(pos.tolist(), val.tolist()):
+        if runs and runs[-1][1] == p and runs[-1][2] == v:
+            runs[-1][1] = p + 1
+        else:
+            runs.append([p, p + 1, v])
+    return [tuple(r) for r in runs]
+
+
+def test_streamed_bedgraph_joins_runs_across_chunks_and_wants_byte_order(tmp_path):
     rng = np.random.default_rng(6)
     tracks = {}
-    for c in ("chr2", "chr10", "chr1"):  # FASTA order, not byte order
+    for c in ("chr1", "chr10", "chr2"):  # byte order (chr10 before chr2)
         pos = np.flatnonzero(rng.random(500) < 0.8)
         tracks[c] = (pos, rng.choice([0.5, 1.5, -2.0], pos.size).astype(np.float32))
-    spool = gt.BedGraphSpool(tmp_path / "spool")
-    for c, (pos, val) in tracks.items():
-        for a in range(0, pos.size, 37):  # emitted in small chunks, runs cross the cuts
-            spool.add(c, pos[a:a + 37], val[a:a + 37])
-    order = gt.byte_order(tracks)
-    n = spool.assemble(tmp_path / "spooled.bedGraph", order, "track type=bedGraph")
-    m = gt.write_bedgraph(tmp_path / "direct.bedGraph", order, lambda c: [tracks[c]],
-                          "track type=bedGraph")
-    assert n == m > 0
-    assert (tmp_path / "spooled.bedGraph").read_bytes() == (tmp_path / "direct.bedGraph").read_bytes()
+    with gt.BedGraphWriter(tmp_path / "s.bedGraph", "track type=bedGraph") as out:
+        for c, (pos, val) in tracks.items():
+            for a in range(0, pos.size, 37):  # emitted in small chunks, runs cross the cuts
+                out.add(c, pos[a:a + 37], val[a:a + 37])
+    expected = [(c, *run) for c, (pos, val) in tracks.items() for run in _runs_by_hand(pos, val)]
+    assert out.n_intervals == len(expected)
+    assert (tmp_path / "s.bedGraph").read_text().startswith("track type=bedGraph\n")
+    assert gt.read_bedgraph(tmp_path / "s.bedGraph") == expected
+
+    bad = gt.BedGraphWriter(tmp_path / "bad.bedGraph")
+    bad.add("chr2", np.array([1]), np.array([1.0], np.float32))
+    with pytest.raises(ValueError, match="byte order"):
+        bad.add("chr10", np.array([1]), np.array([1.0], np.float32))
+    bad.close()

@@ -1,11 +1,12 @@
 """The explain job: FASTA windows -> batches -> engine on the device -> HDF5 + genome tracks.
 
 Data path: a background thread reads and one-hot encodes windows (genome.fasta) into a
-bounded queue while the main thread runs the engine; each batch's results go straight to
-the HDF5 file (genome.store) and to one streaming track merger per (method, target)
-(genome.tracks), whose finished bases are appended to the file chromosome by chromosome.
-bedGraph/bigWig files are written from the stored tracks at the end. Every output is a
-temporary file until the run succeeds (plrp.atomic.AtomicGroup).
+bounded queue while the main thread runs the engine; each batch's results go to the HDF5
+file (genome.store) and to one streaming track merger per (method, target)
+(genome.tracks), whose finished bases are appended to the file and to the bedGraph
+chromosome by chromosome (windows come in the bedGraph's chromosome order). bigWigs are
+written from the stored tracks at the end. Every output is a temporary file until the run
+succeeds (plrp.atomic.AtomicGroup).
 """
 
 from __future__ import annotations
@@ -235,9 +236,9 @@ class _Writer(threading.Thread):
 class _InlineWriter:
     """The writer of a CPU run: results are written between engine batches, not beside them.
 
-    The engine's OpenMP threads already use every core and spin at their barriers; a writer
-    running beside them made both slower than taking turns (measured: 1150 vs 1330 win/s
-    with the shipped model on 2 cores).
+    The engine's OpenMP threads already use every core and spin at their barriers; beside a
+    writer thread the engine ran 20% slower, more than the writing takes (shipped model,
+    2 cores, 4 Mbp: 13.4-13.7 s taking turns, 13.8-14.0 s side by side).
     """
 
     def __init__(self, handle, maxsize: int):
@@ -263,7 +264,7 @@ def explain_fasta(fasta, out_prefix, *, model=None, arch=None, targets=None, reg
                   device="auto", batch_size=DEFAULT_BATCH_SIZE, bigwig=False, shard=None,
                   merge=DEFAULT_MERGE, max_n_fraction=DEFAULT_MAX_N_FRACTION,
                   pad_short=False, progress=True, command_line=None, queue_size=4,
-                  compression_level=1) -> ExplainResult:
+                  compression_level=1, background_writes=None) -> ExplainResult:
     """Explain every window of a FASTA (or of BED regions) and write relevance outputs.
 
     Writes ``<out_prefix>.h5`` (contracts section 4) and, per explained target,
@@ -276,6 +277,8 @@ def explain_fasta(fasta, out_prefix, *, model=None, arch=None, targets=None, reg
     Windows whose fraction of non-ACGT bases exceeds ``max_n_fraction`` are skipped and
     counted; sequences/regions shorter than the window are skipped (or, with ``pad_short``,
     padded with N on the right). Memory is bounded by ``batch_size`` and ``queue_size``.
+    ``background_writes``: store results on a thread beside the engine's next batch
+    (default: on a GPU only; see :class:`_InlineWriter`); the outputs are the same.
     Raises PlrpError/InputError for user mistakes; on any failure or interrupt (SIGTERM
     included) no output is left behind.
     """
@@ -312,7 +315,7 @@ def explain_fasta(fasta, out_prefix, *, model=None, arch=None, targets=None, reg
     specs = net.target_specs()
     dev = resolve_device(device)
     # a GPU run writes beside the engine; a CPU run between its batches (see _InlineWriter)
-    overlap = dev.type != "cpu"
+    overlap = dev.type != "cpu" if background_writes is None else bool(background_writes)
 
     h5_path = Path(f"{out_prefix}.h5")
     several = len(methods) > 1
@@ -388,7 +391,7 @@ def explain_fasta(fasta, out_prefix, *, model=None, arch=None, targets=None, reg
             bar = _progress(hi - lo, progress)
             t_setup = time.perf_counter() - t0
 
-            # each (method, target) has its own datasets, merger and spool: numpy, deflate
+            # each (method, target) has its own datasets, merger and bedGraph: polars, deflate
             # and file writes release the GIL, so targets are written on two threads
             track_pool = scratch.enter_context(ThreadPoolExecutor(
                 max_workers=2, thread_name_prefix="plrp-tracks"))

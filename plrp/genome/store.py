@@ -89,7 +89,10 @@ class _ChunkStream:
         self.ds, self.rows, self.level, self.pool = ds, rows_per_chunk, level, pool
         self.grow = grow
         self.shuffle = bool(ds.shuffle)  # HDF5's shuffle filter runs before deflate
-        self._buf = np.zeros((rows_per_chunk,) + ds.shape[1:], dtype=ds.dtype)
+        # h5py asks HDF5 for shape and dtype on every access (~20 us, holding the GIL)
+        self.dtype, self.extent = ds.dtype, ds.shape[0]
+        self._zeros = (0,) * (ds.ndim - 1)
+        self._buf = np.zeros((rows_per_chunk,) + ds.shape[1:], dtype=self.dtype)
         self._fill = 0
         self._next_chunk = 0
         self._pending: list = []  # (row offset, future) in order
@@ -130,10 +133,13 @@ class _ChunkStream:
 
     def _write_oldest(self) -> None:
         offset, fut = self._pending.pop(0)
-        if self.grow and self.ds.shape[0] < offset + self.rows:
-            self.ds.resize(offset + self.rows, axis=0)
-        zeros = (0,) * (len(self.ds.shape) - 1)
-        self.ds.id.write_direct_chunk((offset,) + zeros, fut.result())
+        if self.grow and self.extent < offset + self.rows:
+            self.resize(offset + self.rows)
+        self.ds.id.write_direct_chunk((offset,) + self._zeros, fut.result())
+
+    def resize(self, n: int) -> None:
+        self.ds.resize(n, axis=0)
+        self.extent = n
 
     def drain(self) -> None:
         """Write every chunk submitted so far (waiting for its deflate)."""
@@ -146,7 +152,7 @@ class _ChunkStream:
             self._submit()
         self.drain()
         if self.grow:
-            self.ds.resize(n, axis=0)
+            self.resize(n)
 
 
 class StoreWriter:
@@ -237,8 +243,10 @@ class StoreWriter:
         workers = deflate_threads or max(1, min(8, (os.cpu_count() or 2) - 1))
         self._pool = ThreadPoolExecutor(max_workers=workers,
                                         thread_name_prefix="plrp-deflate")
-        self._streams = {id(ds): _ChunkStream(ds, win_chunk, compression_level, self._pool)
-                         for ds in self._all_row_datasets() if ds.ndim == 3}
+        # every per-window dataset is written a whole chunk at a time: a small h5py write
+        # per batch and dataset cost more than deflating it
+        self._streams = {id(ds): _ChunkStream(ds, ds.chunks[0], compression_level, self._pool)
+                         for ds in self._all_row_datasets()}
 
     @property
     def n_windows(self) -> int:
@@ -252,9 +260,9 @@ class StoreWriter:
 
     def _grow(self, n: int) -> None:
         need = self._n + n
-        for ds in self._all_row_datasets():
-            if ds.shape[0] < need:
-                ds.resize(max(need, 2 * ds.shape[0]), axis=0)
+        for stream in self._streams.values():
+            if stream.extent < need:
+                stream.resize(max(need, 2 * stream.extent))
 
     def _all_row_datasets(self):
         yield from self._win.values()
@@ -267,12 +275,11 @@ class StoreWriter:
         b = len(chrom)
         self._grow(b)
         rows = slice(self._n, self._n + b)
-        self._win["chrom"][rows] = np.array([c.encode("utf-8") for c in chrom],
-                                            dtype=self._chrom_dtype)
-        self._win["start"][rows] = start
-        self._win["end"][rows] = end
-        self._win["index"][rows] = index
-        self._stream(self._win["one_hot"], rows, one_hot)
+        self._stream(self._win["chrom"], rows,
+                     np.array([c.encode("utf-8") for c in chrom], dtype=self._chrom_dtype))
+        for name, arr in (("start", start), ("end", end), ("index", index),
+                          ("one_hot", one_hot)):
+            self._stream(self._win[name], rows, arr)
         self._n += b
         return rows
 
@@ -281,10 +288,9 @@ class StoreWriter:
                            conservation_error: np.ndarray) -> None:
         """Store a batch's engine outputs (B, 4, L) / (B,) at ``rows``."""
         d = self._attr[method, target]
-        self._stream(d["relevance"], rows, relevance)
-        self._stream(d["hypothetical"], rows, hypothetical)
-        d["score"][rows] = score
-        d["conservation_error"][rows] = conservation_error
+        for name, arr in (("relevance", relevance), ("hypothetical", hypothetical),
+                          ("score", score), ("conservation_error", conservation_error)):
+            self._stream(d[name], rows, arr)
 
     def append_track(self, method: str, target: str, chrom: str, positions: np.ndarray,
                      values: np.ndarray) -> None:
@@ -311,7 +317,7 @@ class StoreWriter:
                                              ("value", np.float32, False)))
             self._open_track[method, target] = (chrom, streams)
         for stream, arr in zip(streams, (positions, values)):
-            stream.append(np.ascontiguousarray(arr, dtype=stream.ds.dtype))
+            stream.append(np.ascontiguousarray(arr, dtype=stream.dtype))
 
     def _stream(self, ds, rows: slice, arr: np.ndarray) -> None:
         stream = self._streams[id(ds)]
@@ -319,7 +325,7 @@ class StoreWriter:
         if rows.start != expected:  # rows must arrive in order, once
             raise ValueError(f"{ds.name}: rows {rows.start}.. written out of order "
                              f"(expected {expected})")
-        stream.append(np.ascontiguousarray(arr, dtype=ds.dtype))
+        stream.append(np.ascontiguousarray(arr, dtype=stream.dtype))
 
     def track_chunks(self, method: str, target: str, chrom: str, chunk: int = 1 << 16
                      ) -> Iterator[tuple[np.ndarray, np.ndarray]]:

@@ -5,7 +5,7 @@ about 0.7 us a line and a numpy formatter 0.17 us while holding the GIL for much
 polars' CSV writer (Rust) takes about 0.07 us a line and releases the GIL, so the tracks of
 several targets are written in parallel (measured on the shipped model's 4 Mbp track).
 Values are printed in the shortest form that reads back as the same float32 (``0.1``,
-``-0.0092292605``, ``1e-7``), which is also what ``float32(float(text))`` gives back.
+``-0.0092292605``, ``1e-7``): ``numpy.float32(float(text))`` is the stored value.
 """
 
 from __future__ import annotations

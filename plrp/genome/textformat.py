@@ -10,35 +10,45 @@ Values are printed in the shortest form that reads back as the same float32 (``0
 
 from __future__ import annotations
 
-from typing import BinaryIO
+from typing import BinaryIO, Sequence
 
 import numpy as np
 
 
-def write_bedgraph_lines(fh: BinaryIO, chrom: str, starts: np.ndarray, ends: np.ndarray,
-                         values: np.ndarray) -> None:
+def write_bedgraph_lines(fh: BinaryIO, chrom: str | Sequence[str], starts: np.ndarray,
+                         ends: np.ndarray, values: np.ndarray,
+                         counts: np.ndarray | None = None) -> None:
     """Append bedGraph data lines for intervals ``[starts, ends)`` (int, (n,)) and their
-    ``values`` ((n,), printed as float32) to the binary file ``fh``."""
+    ``values`` ((n,), printed as float32) to the binary file ``fh``.
+
+    ``chrom``: the chromosome of every line, or a list of names each covering the next
+    ``counts[i]`` lines (sum(counts) = n).
+    """
     if len(starts) == 0:
         return
     import polars as pl
 
+    if isinstance(chrom, str):
+        name = pl.lit(chrom, dtype=pl.String)
+    else:
+        which = np.repeat(np.arange(len(chrom)), np.asarray(counts, dtype=np.int64))
+        name = pl.Series(list(chrom), dtype=pl.String).gather(which)
     frame = pl.DataFrame({
         "start": np.asarray(starts, dtype=np.int64),
         "end": np.asarray(ends, dtype=np.int64),
         "value": np.asarray(values, dtype=np.float32),
-    }).select(pl.lit(chrom, dtype=pl.String).alias("chrom"), "start", "end", "value")
+    }).select(name.alias("chrom"), "start", "end", "value")
     fh.flush()  # polars may write to the descriptor itself
     # never quote: a FASTA name holds no tab or newline, but may hold '"'
     frame.write_csv(fh, separator="\t", include_header=False, quote_style="never",
                     line_terminator="\n")
 
 
-def bedgraph_bytes(chrom: str, starts: np.ndarray, ends: np.ndarray,
-                   values: np.ndarray) -> bytes:
+def bedgraph_bytes(chrom: str | Sequence[str], starts: np.ndarray, ends: np.ndarray,
+                   values: np.ndarray, counts: np.ndarray | None = None) -> bytes:
     """The lines :func:`write_bedgraph_lines` writes, as bytes (for small tracks and tests)."""
     import io
 
     buf = io.BytesIO()
-    write_bedgraph_lines(buf, chrom, starts, ends, values)
+    write_bedgraph_lines(buf, chrom, starts, ends, values, counts)
     return buf.getvalue()

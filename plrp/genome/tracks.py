@@ -260,6 +260,10 @@ class BedGraphWriter:
         self._chrom: str | None = None
         self._joiner = RunJoiner()
         self.n_intervals = 0
+        # runs wait here until there are enough lines for one text call (~0.5 ms each):
+        # a draft assembly's thousands of small scaffolds would otherwise cost a call each
+        self._held: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]] = []
+        self._held_lines = 0
 
     def add(self, chrom: str, positions: np.ndarray, values: np.ndarray) -> None:
         """Take the next finished bases of ``chrom`` (increasing positions)."""
@@ -268,21 +272,34 @@ class BedGraphWriter:
                 if chrom.encode("utf-8") <= self._chrom.encode("utf-8"):
                     raise ValueError(f"bedGraph {self.path}: chromosome {chrom} after "
                                      f"{self._chrom}; chromosomes must come in byte order")
-                self._write(self._joiner.finish())
+                self._hold(self._joiner.finish())
             self._chrom = chrom
-        self._write(self._joiner.feed(positions, values))
+        self._hold(self._joiner.feed(positions, values))
 
-    def _write(self, runs) -> None:
+    def _hold(self, runs) -> None:
         for s, e, v in runs:
-            for k in range(0, s.size, _LINES_PER_WRITE):  # bounded text buffer
-                sl = slice(k, k + _LINES_PER_WRITE)
-                write_bedgraph_lines(self._fh, self._chrom, s[sl], e[sl], v[sl])
+            self._held.append((self._chrom, s, e, v))
+            self._held_lines += s.size
             self.n_intervals += s.size
+        if self._held_lines >= _LINES_PER_WRITE:
+            self._write_held()
+
+    def _write_held(self) -> None:
+        if not self._held:
+            return
+        chroms = [c for c, *_ in self._held]
+        counts = np.array([s.size for _, s, _, _ in self._held])
+        starts, ends, values = (np.concatenate([run[k] for run in self._held]) for k in (1, 2, 3))
+        self._held, self._held_lines = [], 0
+        if chroms[0] == chroms[-1]:  # one chromosome (they come one after another)
+            chroms, counts = chroms[0], None
+        write_bedgraph_lines(self._fh, chroms, starts, ends, values, counts=counts)
 
     def close(self) -> int:
         if not self._fh.closed:
             try:
-                self._write(self._joiner.finish())
+                self._hold(self._joiner.finish())
+                self._write_held()
             finally:
                 self._fh.close()
         return self.n_intervals

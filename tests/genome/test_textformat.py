@@ -73,3 +73,12 @@ def test_lines_follow_what_the_file_already_holds():
     buf.write(b"# end\n")
     buf.flush()
     assert raw.getvalue() == b"track type=bedGraph\nchr2\t5\t6\t0.5\n# end\n"
+
+
+def test_several_chromosomes_in_one_call():
+    s = np.array([0, 5, 9, 1, 2, 7], dtype=np.int64)
+    v = np.array([1, 2, 3, 4, 5, 6], dtype=np.float32)
+    rows = _fields(bedgraph_bytes(["chrA", "chrB", "chrC"], s, s + 1, v,
+                                  counts=np.array([2, 0, 4])))
+    assert [r[0] for r in rows] == ["chrA"] * 2 + ["chrC"] * 4
+    assert [int(r[1]) for r in rows] == s.tolist()

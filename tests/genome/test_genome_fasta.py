@@ -217,3 +217,46 @@ def test_window_plan_ranges_match_tiling_of_each_span():
             ids, s, e = plan.window_range(lo, hi)
             got = [(plan.spans[i].chrom, a, b) for i, a, b in zip(ids, s.tolist(), e.tolist())]
             assert got == ref[lo:hi]
+
+
+def _random_fasta_text(rng) -> str:
+    """A FASTA with the layouts a valid file may have, or one small mistake in it."""
+    lines = []
+    for r in range(int(rng.integers(1, 6))):
+        name = f"rec{r}" if rng.random() < 0.9 else "rec0"  # now and then a duplicate
+        lines.append(f">{name}" + (" some description" if rng.random() < 0.5 else ""))
+        n, width = int(rng.integers(0, 300)), int(rng.integers(1, 70))
+        seq = random_seq(rng, n, "ACGTNacgtnRYkmU")
+        lines += [seq[i:i + width] for i in range(0, n, width)]
+        lines += [""] * int(rng.integers(0, 3) if rng.random() < 0.3 else 0)  # blank tail
+    text = "\n".join(lines) + ("\n" if rng.random() < 0.8 else "")
+    if rng.random() < 0.5:  # one mistake somewhere: a letter, a line, a name, a CR
+        i = int(rng.integers(0, max(len(text), 1)))
+        text = text[:i] + str(rng.choice(["X", "\n", "\nACG\n", " ", "\r", ">rec0\n", "\n\n"])) + text[i:]
+    return text
+
+
+def test_block_checks_agree_with_the_line_by_line_checks(tmp_path, monkeypatch):
+    rng = np.random.default_rng(21)
+    monkeypatch.setattr(gf, "_LINES_PER_HEADER", 0)  # small test files: always try blocks
+    accepted = 0
+    for block in (7, 64, 1 << 24):  # small blocks cut lines and records anywhere
+        monkeypatch.setattr(gf, "_BLOCK", block)
+        for k in range(300):
+            path = tmp_path / f"f{block}_{k}.fa"
+            path.write_bytes(_random_fasta_text(rng).encode())
+            try:
+                expected = gf._validate_by_line(path)
+            except InputError:
+                expected = None
+            fast = gf._validate_by_block(path)
+            # the block pass may give up on a valid file, never accept an invalid one
+            assert fast is None or fast == expected, path.read_bytes()[:300]
+            if fast is not None:
+                accepted += 1
+            if expected is not None:
+                assert gf.validate_fasta(path) == expected
+            else:
+                with pytest.raises(InputError):
+                    gf.validate_fasta(path)
+    assert accepted > 300  # and it does take the plain valid files

@@ -197,6 +197,13 @@ def test_store_round_trip_and_chrom_escaping(tmp_path):
                 w.write_attributions(m, "t0", rows, relevance=rel[rows], hypothetical=2 * rel[rows],
                                      score=rel[rows].sum((1, 2)),
                                      conservation_error=np.zeros(rows.stop - rows.start))
+        # a long track (streamed a chunk at a time: 2.5 chunks here) then a short one (held
+        # and written at its end), in pieces of odd sizes
+        long_pos = np.cumsum(rng.integers(1, 3, int(2.5 * gs._TRACK_CHUNK)))
+        long_val = rng.normal(size=long_pos.size).astype(np.float32)
+        cuts = np.sort(rng.choice(long_pos.size, 9, replace=False))
+        for a, b in zip(np.r_[0, cuts], np.r_[cuts, long_pos.size]):
+            w.append_track("lrp", "t0", "chr1", long_pos[a:b], long_val[a:b])
         w.append_track("plrp", "t0", "odd/name%", np.array([1, 2]), np.array([0.5, 1.5]))
         w.append_track("plrp", "t0", "odd/name%", np.array([7]), np.array([2.5]))
         w.finish()
@@ -213,6 +220,14 @@ def test_store_round_trip_and_chrom_escaping(tmp_path):
         assert st.h5["attributions/plrp/t0/relevance"].compression == "gzip"
         pos, val = st.track("plrp", "t0", "odd/name%")
         assert pos.tolist() == [1, 2, 7] and val.tolist() == [0.5, 1.5, 2.5]
+        pos, val = st.track("lrp", "t0", "chr1")
+        np.testing.assert_array_equal(pos, long_pos)
+        np.testing.assert_array_equal(val, long_val)
+        for name in ("position", "value"):  # read through HDF5's own filters
+            ds = st.h5[f"attributions/lrp/t0/track/chr1/{name}"]
+            assert ds.compression == "gzip" and ds.shuffle == (name == "position")
+            assert st.h5[f"attributions/plrp/t0/track/odd%2Fname%25/{name}"].shuffle == (
+                name == "position")
         assert st.track_chroms("plrp", "t0") == ["odd/name%"]
         assert st.method_attrs("plrp", "t0")["p_pos"] == 0.2
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import os
 import stat
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -250,6 +251,8 @@ def test_block_checks_agree_with_the_line_by_line_checks(tmp_path, monkeypatch):
             except InputError:
                 expected = None
             fast = gf._validate_by_block(path)
+            if fast is not None:
+                fast = [(name, length) for name, length, *_ in fast[0]]
             # the block pass may give up on a valid file, never accept an invalid one
             assert fast is None or fast == expected, path.read_bytes()[:300]
             if fast is not None:
@@ -260,3 +263,35 @@ def test_block_checks_agree_with_the_line_by_line_checks(tmp_path, monkeypatch):
                 with pytest.raises(InputError):
                     gf.validate_fasta(path)
     assert accepted > 300  # and it does take the plain valid files
+
+
+def test_our_fai_is_the_one_pyfaidx_builds(tmp_path, monkeypatch):
+    import pyfaidx
+
+    rng = np.random.default_rng(22)
+    monkeypatch.setattr(gf, "_LINES_PER_HEADER", 0)
+    written = 0
+    for k in range(500):
+        path = tmp_path / f"f{k}.fa"
+        path.write_bytes(_random_fasta_text(rng).encode())
+        try:
+            records, fai = gf._check_fasta(path)
+        except InputError:
+            continue
+        if fai is None:
+            continue
+        written += 1
+        pyfaidx.Faidx(str(path), indexname=str(tmp_path / "ref.fai"), rebuild=True).close()
+        assert fai == (tmp_path / "ref.fai").read_text(), path.read_text()[:300]
+        (tmp_path / "ref.fai").unlink()
+    assert written > 50
+    # and the reader takes ours: the same bases as a reader that indexed the file itself
+    path = write_fasta(tmp_path / "g.fa", [("a", random_seq(rng, 1000)),
+                                           ("b", random_seq(rng, 333))], width=70)
+    with gf.FastaReader(path) as ours:
+        assert (Path(ours._tmpdir.name) / "g.fa.fai").read_text() == gf._check_fasta(path)[1]
+        monkeypatch.setattr(gf, "_validate_by_block", lambda p: None)  # no .fai of ours
+        with gf.FastaReader(path) as theirs:
+            for name, n in (("a", 1000), ("b", 333)):
+                for a, b in ((0, n), (69, 141), (n - 5, n)):
+                    assert ours.fetch(name, a, b) == theirs.fetch(name, a, b)

@@ -40,6 +40,8 @@ def _glibc():
         libc.mallopt, libc.malloc_trim  # noqa: B018  (glibc only)
     except (OSError, AttributeError):
         return None
+    if hasattr(libc, "mallinfo2"):  # glibc >= 2.33
+        libc.mallinfo2.restype = _MallInfo2
     return libc
 
 
@@ -79,7 +81,6 @@ def release_free_memory(above: int = 0) -> bool:
     if libc is None:
         return False
     if above > 0 and hasattr(libc, "mallinfo2"):
-        libc.mallinfo2.restype = _MallInfo2  # glibc >= 2.33
         if libc.mallinfo2().fordblks <= above:
             return False
     libc.malloc_trim(0)

@@ -397,8 +397,8 @@ class StoreWriter:
             stream.flush()
         for _, track in self._open_track.values():
             track.finish()
-        for ds in self._all_row_datasets():
-            ds.resize(self._n, axis=0)
+        for stream in self._streams.values():
+            stream.resize(self._n)
         self._h5.attrs["n_windows"] = self._n
 
     def close(self) -> None:

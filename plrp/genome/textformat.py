@@ -42,13 +42,3 @@ def write_bedgraph_lines(fh: BinaryIO, chrom: str | Sequence[str], starts: np.nd
     # never quote: a FASTA name holds no tab or newline, but may hold '"'
     frame.write_csv(fh, separator="\t", include_header=False, quote_style="never",
                     line_terminator="\n")
-
-
-def bedgraph_bytes(chrom: str | Sequence[str], starts: np.ndarray, ends: np.ndarray,
-                   values: np.ndarray, counts: np.ndarray | None = None) -> bytes:
-    """The lines :func:`write_bedgraph_lines` writes, as bytes (for small tracks and tests)."""
-    import io
-
-    buf = io.BytesIO()
-    write_bedgraph_lines(buf, chrom, starts, ends, values, counts)
-    return buf.getvalue()

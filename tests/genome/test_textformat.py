@@ -6,7 +6,13 @@ import io
 
 import numpy as np
 
-from plrp.genome.textformat import bedgraph_bytes, write_bedgraph_lines
+from plrp.genome.textformat import write_bedgraph_lines
+
+
+def bedgraph_bytes(chrom, starts, ends, values, counts=None) -> bytes:
+    buf = io.BytesIO()
+    write_bedgraph_lines(buf, chrom, starts, ends, values, counts)
+    return buf.getvalue()
 
 
 def _fields(data: bytes) -> list[list[str]]:

@@ -51,7 +51,9 @@ class ExplainResult:
     ``n_windows``: windows explained; ``n_windows_total``: windows before sharding and
     N-skipping; ``n_skipped_n``: windows skipped for too many N; ``short``: spans shorter
     than the window that were skipped, as "chrom:start-end"; ``seconds``: wall time;
-    ``setup_seconds``: the part before the first batch (model, index, engine tracing).
+    ``setup_seconds``: the part before the first batch (model, index, engine tracing);
+    ``engine_seconds``: the part spent in the engine (explaining batches, results copied to
+    the CPU); the rest of ``seconds - setup_seconds`` went to reading and writing.
     """
 
     h5: Path
@@ -63,6 +65,7 @@ class ExplainResult:
     short: list = field(default_factory=list)
     seconds: float = 0.0
     setup_seconds: float = 0.0
+    engine_seconds: float = 0.0
 
 
 def parse_shard(shard) -> tuple[int, int] | None:
@@ -415,6 +418,7 @@ def explain_fasta(fasta, out_prefix, *, model=None, arch=None, targets=None, reg
             writer = (_Writer if overlap else _InlineWriter)(write, queue_size)
             writer.start()
             n_batches = 0
+            engine_seconds = 0.0
             try:
                 for batch in producer:
                     x = torch.from_numpy(batch.one_hot).to(dev, dtype=torch.float32)
@@ -424,6 +428,7 @@ def explain_fasta(fasta, out_prefix, *, model=None, arch=None, targets=None, reg
                     if n_real < int(batch_size):
                         x = torch.cat([x, x.new_zeros((int(batch_size) - n_real,) + tuple(x.shape[1:]))])
                     results = {}
+                    t_engine = time.perf_counter()
                     for m in methods:
                         for t in target_names:
                             res = explainers[m].explain(x, specs[t])
@@ -431,6 +436,7 @@ def explain_fasta(fasta, out_prefix, *, model=None, arch=None, targets=None, reg
                                 name: getattr(res, name)[:n_real].detach().float().cpu().numpy()
                                 for name in ("relevance", "hypothetical", "score",
                                              "conservation_error")}
+                    engine_seconds += time.perf_counter() - t_engine
                     writer.put((batch, results))
                     bar.update(int(batch.index[-1]) + 1 - lo - bar.n)
                     n_batches += 1
@@ -449,7 +455,7 @@ def explain_fasta(fasta, out_prefix, *, model=None, arch=None, targets=None, reg
 
             result = ExplainResult(h5_path, n_windows=store.n_windows, n_windows_total=n_total,
                                    n_skipped_n=int(skipped.get("max_n", 0)), short=short,
-                                   setup_seconds=t_setup)
+                                   setup_seconds=t_setup, engine_seconds=engine_seconds)
             chroms_sorted = byte_order(chrom_sizes)
             for (m, t), stem in track_paths.items():
                 bedgraph_out[m, t].close()

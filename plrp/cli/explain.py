@@ -68,4 +68,5 @@ def explain(fasta, model, arch, out_prefix, targets, regions, window, stride, me
         command_line=" ".join(["plrp"] + [shlex.quote(a) for a in sys.argv[1:]]))
     if not quiet:
         click.echo(f"plrp: explained {result.n_windows} windows in {result.seconds:.1f} s "
+                   f"({result.engine_seconds:.1f} s of it in the engine) "
                    f"-> {result.h5}", err=True)

@@ -25,6 +25,8 @@ from typing import Iterator
 
 import numpy as np
 
+from plrp.pagecache import WrittenPages
+
 FORMAT = "plrp-relevance"
 FORMAT_VERSION = 1
 JSON_ATTRS = ("architecture", "targets", "methods", "skipped")
@@ -240,6 +242,7 @@ class StoreWriter:
         mdc.max_size = 4 << 20
         mdc.min_size = 1 << 20
         self._h5.id.set_mdc_config(mdc)
+        self._pages = WrittenPages(self._h5.id.get_vfd_handle())
         h5 = self._h5
         comp = _compression(compression_level)
         root = {"format": FORMAT, "format_version": FORMAT_VERSION, "alphabet": "ACGT",
@@ -339,6 +342,7 @@ class StoreWriter:
                           ("one_hot", one_hot)):
             self._stream(self._win[name], rows, arr)
         self._n += b
+        self._pages.check()  # once a batch: tens of GB must not sit in the page cache
         return rows
 
     def write_attributions(self, method: str, target: str, rows: slice, *,

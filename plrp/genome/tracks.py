@@ -15,6 +15,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from plrp.genome.textformat import write_bedgraph_lines
+from plrp.pagecache import WrittenPages
 
 MERGE_RULES = ("nearest-centre", "mean", "max")
 
@@ -255,6 +256,7 @@ class BedGraphWriter:
     def __init__(self, path: str | os.PathLike, track_line: str | None = None):
         self.path = path
         self._fh = open(path, "wb")
+        self._pages = WrittenPages(self._fh.fileno())
         if track_line:
             self._fh.write((track_line.rstrip("\n") + "\n").encode("utf-8"))
         self._chrom: str | None = None
@@ -294,6 +296,7 @@ class BedGraphWriter:
         if chroms[0] == chroms[-1]:  # one chromosome (they come one after another)
             chroms, counts = chroms[0], None
         write_bedgraph_lines(self._fh, chroms, starts, ends, values, counts=counts)
+        self._pages.check()
 
     def close(self) -> int:
         if not self._fh.closed:

@@ -19,6 +19,7 @@ from Bio import bgzf
 from click.testing import CliRunner
 
 import plrp
+from plrp import pagecache
 from plrp.cli import main
 from plrp.genome import open_store
 from plrp.genome.tracks import read_bedgraph
@@ -189,7 +190,7 @@ def test_track_bedgraph_and_bigwig_agree_with_windows(run_both, method):
             bw.close()
 
 
-def test_bgzip_read_only_input_and_determinism(genome, model_path, tmp_path):
+def test_bgzip_read_only_input_and_determinism(genome, model_path, tmp_path, monkeypatch):
     ro = tmp_path / "ro"
     ro.mkdir()
     gz = ro / "g.fa.gz"
@@ -202,8 +203,14 @@ def test_bgzip_read_only_input_and_determinism(genome, model_path, tmp_path):
         kw = dict(model=model_path, stride=90, targets=["tB"], batch_size=5, progress=False)
         r1 = explain_fasta(plain, tmp_path / "o1" / "a", **kw)
         r2 = explain_fasta(gz, tmp_path / "o2" / "a", **kw)
-        # the GPU's way of writing (a thread beside the engine) must not change a number
+        # the GPU's way of writing (a thread beside the engine) must not change a number,
+        # nor dropping every output's written pages from the page cache after each write
+        monkeypatch.setattr(pagecache, "DEFAULT_EVERY", 1)
+        drops = []
+        real_fadvise = os.posix_fadvise
+        monkeypatch.setattr(os, "posix_fadvise", lambda *a: (drops.append(a), real_fadvise(*a)))
         r3 = explain_fasta(plain, tmp_path / "o3" / "a", background_writes=True, **kw)
+        assert len({fd for fd, *_ in drops}) == 2  # the HDF5 file and the bedGraph
     finally:
         os.chmod(ro, stat.S_IRWXU)
     assert out_files(ro) == ["g.fa", "g.fa.gz"]  # no .fai/.gzi next to the inputs

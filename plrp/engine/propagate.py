@@ -525,8 +525,11 @@ def explain_tensor(model, x, target, *, composite="epsilon", p_pos=0.0, p_neg=No
                    variant="lambda") -> torch.Tensor:
     """Input relevance (N, 4, L) of ``target`` for windows x (N, 4, L), x's dtype/device.
 
-    One-shot wrapper around ``Explainer(...).explain(x, target).relevance``; build an
-    Explainer yourself to explain many batches (the model is traced once).
+    Computed in float64 when x is float64 (a copy of the model is converted; the model is
+    untouched), else in float32. One-shot wrapper around
+    ``Explainer(...).explain(x, target).relevance``; build an Explainer yourself to explain
+    many batches (the model is traced once).
     """
-    return Explainer(model, composite=composite, p_pos=p_pos, p_neg=p_neg,
-                     variant=variant).explain(x, target).relevance
+    dtype = torch.float64 if x.dtype == torch.float64 else None
+    return Explainer(model, composite=composite, p_pos=p_pos, p_neg=p_neg, variant=variant,
+                     dtype=dtype).explain(x, target).relevance

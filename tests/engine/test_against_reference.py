@@ -7,6 +7,7 @@ at ~1e-10 relative tolerance.
 
 from __future__ import annotations
 
+import copy
 import tomllib
 from pathlib import Path
 
@@ -410,15 +411,23 @@ def test_explain_tensor_matches_explainer_and_reference(tmp_path):
     kwargs = dict(composite=composite, p_pos=0.35, p_neg=0.1, variant="m")
     out = engine.explain_tensor(model, torch.from_numpy(x), 1, **kwargs)
     assert out.dtype == torch.float64 and out.shape == x.shape
-    # explain_tensor has no dtype argument: it computes in the Explainer default (float32) and
-    # returns x's dtype (contracts 1), so it equals that Explainer and the reference at float32
-    # precision; the float64 path is compared at 1e-10 everywhere else in this file.
-    direct = engine.Explainer(model, **kwargs).explain(torch.from_numpy(x), 1).relevance
+    # a float64 x is explained in float64 (a float32 run would miss the reference at 1e-10)
+    direct = engine.Explainer(model, dtype=torch.float64, **kwargs).explain(
+        torch.from_numpy(x), 1).relevance
     assert torch.equal(out, direct)
     refs = run_reference(model.reference(), x, 1, reference_rules(layer_rules), p_pos=0.35,
                          p_neg=0.1, variant="m")
     expected = np.stack([r.relevance for r in refs])
-    np.testing.assert_allclose(out.numpy().reshape(3, -1), expected, rtol=1e-4,
+    assert_close(out.numpy().reshape(3, -1), expected, "explain_tensor float64")
+    # a float32 model explains float64 input in float64 on a converted copy, not in place
+    model32 = copy.deepcopy(model).float()
+    before = {k: v.clone() for k, v in model32.state_dict().items()}
+    assert engine.explain_tensor(model32, torch.from_numpy(x), 1, **kwargs).dtype == torch.float64
+    for k, v in model32.state_dict().items():
+        assert v.dtype == before[k].dtype and torch.equal(v, before[k]), k
+    out32 = engine.explain_tensor(model32, torch.from_numpy(x).float(), 1, **kwargs)
+    assert out32.dtype == torch.float32
+    np.testing.assert_allclose(out32.numpy().reshape(3, -1), expected, rtol=1e-4,
                                atol=1e-5 * np.abs(expected).max())
 
 

@@ -322,7 +322,9 @@ def byte_order(names: Iterable[str]) -> list[str]:
     return sorted(names, key=lambda n: n.encode("utf-8"))
 
 
-_LINES_PER_WRITE = 1 << 18
+_LINES_PER_WRITE = 1 << 18  # bedGraph lines per polars call (numpy arrays: ~5 MB)
+# bigWig entries per pyBigWig call: they go as Python lists, ~130 bytes an entry
+_BIGWIG_ENTRIES_PER_CALL = 1 << 14
 TrackSource = Callable[[str], Iterable[tuple[np.ndarray, np.ndarray]]]
 
 
@@ -358,8 +360,8 @@ def write_bigwig(path: str | os.PathLike, chrom_sizes: list[tuple[str, int]],
         bw.addHeader([(c, int(L)) for c, L in chrom_sizes], maxZooms=10)
         for chrom, _ in chrom_sizes:
             for s, e, v in iter_intervals(track(chrom)):
-                for k in range(0, s.size, _LINES_PER_WRITE):
-                    sl = slice(k, k + _LINES_PER_WRITE)
+                for k in range(0, s.size, _BIGWIG_ENTRIES_PER_CALL):
+                    sl = slice(k, k + _BIGWIG_ENTRIES_PER_CALL)
                     m = s[sl].size
                     bw.addEntries([chrom] * m, s[sl].tolist(), ends=e[sl].tolist(),
                                   values=v[sl].astype(np.float64).tolist())

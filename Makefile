@@ -6,25 +6,40 @@ PLRP   := $(VENV)/bin/plrp
 # The CPU build of torch lies on local disk; asking for it first keeps pip from pulling a CUDA build.
 TORCH  ?= torch==2.13.0
 
-.PHONY: demo test model evaluate bench clean
+.PHONY: demo test model evaluate bench bench-gpu clean
 
+# Two stamps: the demo needs only plrp's own dependencies; tests add the interop packages.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH)
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e .
+	touch $@
+
+# bpnet-lite pins an old torch, so it comes without its dependencies (ours keep torch at TORCH).
+BPNET_LITE ?= bpnet-lite==1.1.0
+
+$(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
+	$(PY) -m pip install -q $(TORCH) -e '.[test]'
+	$(PY) -m pip install -q --no-deps $(BPNET_LITE)
 	touch $@
 
 demo: $(VENV)/.installed
 	$(PLRP) demo --out demo-out/demo
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed-test
 	$(PY) -m pytest -q tests
 
 # Throughput tables (JSON under bench-out/); targets are checked here, never in tests.
-bench: $(VENV)/.installed
+bench: $(VENV)/.installed-test
 	$(PY) benchmarks/engine.py --json bench-out/engine.json
 	$(PY) benchmarks/explain.py --mbp 10 100 --out bench-out/explain.json
+	$(PY) benchmarks/scaffolds.py --out bench-out/scaffolds.json
+	$(PY) benchmarks/genome_scale.py --mbp 10 --out bench-out/genome_scale.json
+
+# On a GPU node: CUDA results against the CPU, then DeepSEA-size throughput (docs/engine.md).
+bench-gpu: $(VENV)/.installed-test
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH bash benchmarks/gpu.sh
 
 clean:
 	rm -rf $(VENV) demo-out bench-out
@@ -54,13 +69,20 @@ EVAL_N_WINDOWS ?= 600
 EVAL_SIM_SEED  ?= 2026
 EVAL_P         ?= 0,0.05,0.1,0.2,0.3,0.5,0.7
 EVAL_TARGETS   ?= CTCF,CTCF_AND_TP53
+# the sparse per-base track (explain --sparsity) scored at the default p against the dense one
+DEFAULT_P      ?= 0.1
+EVAL_SPARSITY  ?= 0.01,0.02,0.05,0.1,0.15,0.2,0.3
 
-evaluate: $(VENV)/.installed
+evaluate: $(VENV)/.installed-test
 	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
 	$(PLRP) simulate --out $$tmp/heldout -n $(EVAL_N_WINDOWS) --length 200 --seed $(EVAL_SIM_SEED) && \
 	$(PLRP) evaluate --fasta $$tmp/heldout.fa --truth $$tmp/heldout.motifs.bed \
 		--target $(EVAL_TARGETS) --windows positive --p $(EVAL_P) --variant lambda,m \
 		--out docs/figures/evaluation --report docs/evaluation.md --report-section heldout
+	$(PLRP) evaluate --fasta $$tmp/heldout.fa --truth $$tmp/heldout.motifs.bed \
+		--target $(EVAL_TARGETS) --windows positive --p $(DEFAULT_P) --variant lambda \
+		--sparsity $(EVAL_SPARSITY) --out docs/figures/evaluation-sparse \
+		--report docs/evaluation.md --report-section sparse
 	$(PLRP) evaluate --fasta plrp/data/example.fa --truth plrp/data/example.motifs.bed \
 		--target CTCF --windows positive --p $(EVAL_P) --variant lambda,m \
 		--out docs/figures/evaluation-example --report docs/evaluation.md --report-section example

@@ -3,7 +3,7 @@
 For each simulated genome size (``--mbp``) it runs, each in a fresh subprocess so peak
 memory is its own:
 
-- end-to-end: ``plrp.run.explain_fasta`` on a random FASTA of that size (reading, one-hot,
+- end-to-end: ``plrp.jobs.explain.explain_fasta`` on a random FASTA of that size (reading, one-hot,
   engine, HDF5, track merging, bedGraph);
 - engine-only: the same model, targets, method and batch size on pre-made one-hot batches
   (as many windows as the end-to-end run explained, capped by ``--engine-windows``),
@@ -75,43 +75,46 @@ def child_end_to_end(args) -> dict:
     import torch  # noqa: F401  (imports are not part of the run, as for the engine child)
 
     import plrp.engine  # noqa: F401
-    from plrp.run import explain_fasta
+    from plrp.jobs.explain import explain_fasta
 
     t0 = time.perf_counter()
     res = explain_fasta(args.fasta, args.prefix, model=args.model, targets=args.targets,
                         methods=(args.method,), device=args.device, batch_size=args.batch_size,
                         progress=False, command_line="benchmarks/explain.py")
     secs = time.perf_counter() - t0
+    written = sum(p.stat().st_size for p in Path(args.prefix).parent.iterdir()
+                  if p.name.startswith(Path(args.prefix).name + "."))
     return {"windows": res.n_windows, "seconds": secs, "setup_seconds": res.setup_seconds,
-            "engine_seconds": res.engine_seconds, "peak_rss_mb": peak_rss_mb()}
+            "engine_seconds": res.engine_seconds, "peak_rss_mb": peak_rss_mb(),
+            "bases": res.bases, "stored": sum(res.stored.values()),
+            "tracks": len(res.stored), "output_bytes": written}
 
 
 def child_engine_only(args) -> dict:
     import torch
 
     from plrp.devices import resolve_device
-    from plrp.engine import Explainer
+    from plrp.engine import BatchExplainer
+    from plrp.jobs.explain import resolve_targets
     from plrp.models.checkpoint import load_model
-    from plrp.run import resolve_targets
 
     loaded = load_model(args.model)
     dev = resolve_device(args.device)
     net = loaded.model.to(dev)
     specs = net.target_specs()
     targets = resolve_targets(loaded.output_names, args.targets)
-    ex = Explainer(net, p_pos=0.0 if args.method == "lrp" else args.p_pos)
+    p = 0.0 if args.method == "lrp" else args.p_pos
+    ex = BatchExplainer(net, targets=[specs[t] for t in targets],
+                        methods={args.method: dict(p_pos=p, p_neg=p / 2)})
     L = loaded.input_length
     g = torch.Generator().manual_seed(0)
     idx = torch.randint(0, 4, (args.batch_size, L), generator=g)
     x = torch.nn.functional.one_hot(idx, 4).permute(0, 2, 1).float().to(dev)
-    for t in targets:  # warm-up
-        ex.explain(x[:2], specs[t])
+    ex.explain(x[:2])  # warm-up
     n = 0
     t0 = time.perf_counter()
     while n < args.windows:
-        for t in targets:
-            r = ex.explain(x, specs[t])
-            r.relevance.cpu()
+        ex.explain(x).relevance.sum(dim=3).cpu()  # as the job: tracks only
         n += args.batch_size
     if dev.type == "cuda":
         torch.cuda.synchronize()
@@ -151,7 +154,7 @@ def main(argv=None) -> None:
                          "(deepsea, basset, bpnet, plrp-default), e.g. a DeepSEA-sized run")
     ap.add_argument("--targets", nargs="*", default=None)
     ap.add_argument("--method", default="plrp", choices=["lrp", "plrp"])
-    ap.add_argument("--p-pos", type=float, default=0.2)
+    ap.add_argument("--p-pos", type=float, default=0.1, help="engine-only p (the job's default)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--engine-runs", type=int, default=3,
@@ -168,7 +171,7 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
 
     if args.child:
-        from plrp.devices import tune_cpu_allocator
+        from plrp.hostmemory import tune_cpu_allocator
 
         tune_cpu_allocator()  # as the plrp command does
     if args.child == "end2end":

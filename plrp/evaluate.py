@@ -18,6 +18,12 @@ explained for one target and scored per window with :mod:`plrp.metrics`:
 
 A ``random`` row is the MoRF baseline: positions removed in the seeded random order alone.
 
+Sparse tracks (``sparsities``): the per-base track ``plrp explain --sparsity F`` stores is
+each window's PLRP per-position relevance with, per sign, the smallest-|R| positions that
+hold a fraction F of the mass set to 0 (:func:`plrp.engine.prune.sparsify`). For each PLRP
+setting and each F one more row scores that track with the same metrics (the engine runs
+once per setting); ``stored`` is the mean share of positions with a non-zero value.
+
 Windows: FASTA records as long as the model's input are one window each; longer records are
 tiled with the model's window (stride = window, the last window aligned to the record's end);
 shorter records are skipped. Truth BED intervals (0-based, half-open) are clipped to each
@@ -26,6 +32,7 @@ window.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import sys
@@ -43,7 +50,11 @@ from plrp.errors import InputError, PlrpError
 
 #: window selections of :func:`select_windows`
 SELECTIONS = ("truth", "positive", "predicted", "all")
-METRICS = ("gini", "rma", "rra", "aopc", "aopc_top", "conservation_error")
+METRICS = ("gini", "rma", "rra", "aopc", "aopc_top", "conservation_error", "stored")
+#: the sparse track may lose at most this share of the unsparsified track's RMA, RRA, AOPC
+SPARSE_TOLERANCE = 0.05
+#: and must keep at most this share of the positions (issue 12)
+SPARSE_MAX_STORED = 0.30
 #: MoRF steps that count as "the top features" for ``aopc_top``
 TOP_STEPS = 5
 VARIANTS = ("lambda", "m")
@@ -112,7 +123,8 @@ def load_windows(fasta: str | Path, window: int) -> tuple[EvalWindows, dict[str,
 
     Returns the windows and the FASTA's record lengths {name: bp}.
     """
-    from plrp.genome.fasta import FastaReader, one_hot, tile_starts
+    from plrp.genome.fasta import FastaReader, one_hot
+    from plrp.genome.windows import tile_starts
 
     chroms, starts, arrays, short = [], [], [], []
     with FastaReader(fasta) as reader:
@@ -208,24 +220,35 @@ def score_function(model: torch.nn.Module, spec: dict):
 
 @dataclass(frozen=True)
 class Setting:
-    """One explanation method: ``method`` "lrp" | "plrp-lambda" | "plrp-m" | "random"."""
+    """One explanation method: ``method`` "lrp" | "plrp-lambda" | "plrp-m" | "random";
+    ``sparsity`` > 0: its per-base track made sparse by the mass rule at that fraction."""
 
     method: str
     variant: str
     p: float
+    sparsity: float = 0.0
 
 
-def settings_for(p_values: Sequence[float], variants: Sequence[str]) -> list[Setting]:
-    """LRP once (p = 0: every variant is plain LRP there), then each variant at each p > 0."""
+def settings_for(p_values: Sequence[float], variants: Sequence[str],
+                 sparsities: Sequence[float] = ()) -> list[Setting]:
+    """LRP once (p = 0: every variant is plain LRP there), then each variant at each p > 0,
+    each followed by its sparse tracks at each fraction in ``sparsities`` (> 0)."""
     for p in p_values:
         if not 0.0 <= p < 1.0:
             raise PlrpError(f"--p: every p must be in [0, 1), got {p}")
+    for f in sparsities:
+        if not 0.0 < f < 1.0:
+            raise PlrpError(f"--sparsity: every fraction must be in (0, 1), got {f}")
     for v in variants:
         if v not in VARIANTS:
             raise PlrpError(f"--variant: unknown variant {v!r}; expected lambda or m")
     out = [Setting("lrp", "lambda", 0.0)]
     for v in variants:
-        out += [Setting(f"plrp-{v}", v, float(p)) for p in sorted(set(p_values)) if p > 0]
+        for p in sorted(set(p_values)):
+            if p > 0:
+                out += [Setting(f"plrp-{v}", v, float(p))]
+                out += [Setting(f"plrp-{v}", v, float(p), float(f))
+                        for f in sorted(set(sparsities))]
     return out
 
 
@@ -279,8 +302,11 @@ class TargetResult:
 
 
 def setting_label(s: Setting) -> str:
-    """Short label: ``lrp``, ``plrp-lambda p=0.2``, ``random``."""
-    return s.method if s.method in ("lrp", "random") else f"{s.method} p={s.p:g}"
+    """Short label: ``lrp``, ``plrp-lambda p=0.2``, ``plrp-lambda p=0.1 sparse 0.3``,
+    ``random``."""
+    if s.method in ("lrp", "random"):
+        return s.method
+    return f"{s.method} p={s.p:g}" + (f" sparse {s.sparsity:g}" if s.sparsity else "")
 
 
 def evaluate_target(model, windows: EvalWindows, intervals: Sequence[TruthInterval],
@@ -328,15 +354,25 @@ def evaluate_target(model, windows: EvalWindows, intervals: Sequence[TruthInterv
 
     rows, curves = [], {}
     all_settings = list(settings) + [Setting("random", "", math.nan)]
+    dense: dict = {}  # unsparsified results by (method, variant, p): sparse rows reuse them
     for setting in all_settings:
         t0 = time.perf_counter()
+        base = (setting.method, setting.variant, setting.p)
         if setting.method == "random":
             r = np.zeros((idx.size, windows.length))
             cons = np.full(idx.size, np.nan)
             sec_per_window = math.nan
+        elif setting.sparsity:
+            from plrp.engine.prune import sparsify
+
+            if base not in dense:
+                dense[base] = explain_setting(model, x, spec, dataclasses.replace(
+                    setting, sparsity=0.0), composite, batch_size)
+            r, _, cons, sec_per_window = dense[base]
+            r = sparsify(torch.from_numpy(r), setting.sparsity).numpy()
         else:
-            r, _, cons, sec_per_window = explain_setting(model, x, spec, setting, composite,
-                                                         batch_size)
+            r, _, cons, sec_per_window = dense[base] = explain_setting(
+                model, x, spec, setting, composite, batch_size)
         order = metrics.morf_order(r, tiebreak)
         # in window batches: the perturbed copies are (S + 1) times the input
         curve = np.concatenate([
@@ -351,13 +387,14 @@ def evaluate_target(model, windows: EvalWindows, intervals: Sequence[TruthInterv
             "aopc": metrics.aopc(curve),
             "aopc_top": metrics.aopc(curve[:, :min(TOP_STEPS, n_steps) + 1]),
             "conservation_error": cons,
+            "stored": (r != 0).mean(axis=1) if explained else nan,
         }
         row = {"target": target, "method": setting.method, "variant": setting.variant,
-               "p": setting.p, "n_windows": int(idx.size)}
+               "p": setting.p, "sparsity": setting.sparsity, "n_windows": int(idx.size)}
         for name, values in per_window.items():
             mean, sem, n = _mean_sem(values)
             row[name] = mean
-            if name != "conservation_error":
+            if name not in ("conservation_error", "stored"):
                 row[f"{name}_sem"] = sem
             if name in ("rma", "rra"):
                 row[f"{name}_n"] = n
@@ -392,10 +429,12 @@ def run_evaluation(fasta: str | Path, truth_bed: str | Path, *, model: str | Pat
                    variants: Sequence[str] = ("lambda", "m"), motifs: Sequence[str] | None = None,
                    selection: str = "truth", composite: str = "epsilon", n_steps: int = 20,
                    step_size: int = 2, max_windows: int | None = None, batch_size: int = 128,
-                   seed: int = 0, device: str = "cpu", progress: bool = True) -> Evaluation:
+                   seed: int = 0, device: str = "cpu", sparsities: Sequence[float] = (),
+                   progress: bool = True) -> Evaluation:
     """Load the model, cut the FASTA into windows and evaluate every setting for each target.
 
     ``targets`` None = the model's first output. ``model`` None = the shipped default model.
+    ``sparsities``: fractions of the sparse per-base track to score for each PLRP setting.
     """
     from plrp.devices import resolve_device
     from plrp.models.checkpoint import load_model
@@ -409,7 +448,7 @@ def run_evaluation(fasta: str | Path, truth_bed: str | Path, *, model: str | Pat
     if unknown:
         raise PlrpError(f"--target {', '.join(unknown)}: not an output of the model "
                         f"(outputs: {', '.join(specs)})")
-    settings = settings_for(p_values, variants)
+    settings = settings_for(p_values, variants, sparsities)
     windows, sizes = load_windows(fasta, loaded.input_length)
     if windows.skipped_short:
         _log(f"skipped {len(windows.skipped_short)} record(s) shorter than "
@@ -432,6 +471,7 @@ def run_evaluation(fasta: str | Path, truth_bed: str | Path, *, model: str | Pat
               "p_values": sorted(set(float(p) for p in p_values)), "variants": list(variants),
               "p_neg": "p_pos / 2", "morf": {"n_steps": n_steps, "step_size": step_size,
                                              "perturbation": "all-zero column (N)"},
+              "sparsities": sorted(set(float(f) for f in sparsities)),
               "max_windows": max_windows, "seed": seed, "device": str(torch_device),
               "torch_threads": torch.get_num_threads()}
     return Evaluation(config, results)
@@ -439,7 +479,7 @@ def run_evaluation(fasta: str | Path, truth_bed: str | Path, *, model: str | Pat
 
 # ------------------------------------------------------------------------------- outputs
 
-TSV_COLUMNS = ("target", "method", "variant", "p", "n_windows", "gini", "gini_sem", "rma",
+TSV_COLUMNS = ("target", "method", "variant", "p", "sparsity", "stored", "n_windows", "gini", "gini_sem", "rma",
                "rma_sem", "rma_n", "rra", "rra_sem", "rra_n", "aopc", "aopc_sem", "aopc_top",
                "aopc_top_sem", "conservation_error", "conservation_error_median",
                "ms_per_window", "score")
@@ -467,7 +507,7 @@ def write_evaluation(result: Evaluation, out_dir: str | Path) -> list[Path]:
 
     Figures (per target): ``metrics_vs_p.<target>.png`` and ``morf.<target>.png``.
     """
-    from plrp.plot import plot_metrics_vs_p, plot_morf_curves
+    from plrp.jobs.plot import plot_metrics_vs_p, plot_morf_curves
 
     out_dir = Path(out_dir)
     written = []
@@ -487,9 +527,10 @@ def write_evaluation(result: Evaluation, out_dir: str | Path) -> list[Path]:
         written += [tsv, js]
         for t in result.targets:
             fig1 = out_dir / f"metrics_vs_p.{t.target}.png"
-            plot_metrics_vs_p(t.rows, group.path(fig1), title=f"target {t.target}")
+            plot_metrics_vs_p(dense_rows(t.rows), group.path(fig1), title=f"target {t.target}")
             fig2 = out_dir / f"morf.{t.target}.png"
-            plot_morf_curves(t.morf_curves, result.config["morf"]["step_size"],
+            dense_curves = {k: v for k, v in t.morf_curves.items() if " sparse " not in k}
+            plot_morf_curves(dense_curves, result.config["morf"]["step_size"],
                              group.path(fig2), title=f"MoRF, target {t.target}")
             written += [fig1, fig2]
         group.commit()
@@ -575,7 +616,7 @@ def report_block(result: Evaluation, figure_dir: str, section: str = "") -> str:
                   f"| method | p | Gini | RMA | RRA | AOPC top {TOP_STEPS} steps | AOPC all "
                   f"{c['morf']['n_steps']} | conservation error mean / median | ms/window |",
                   "|---|---|---|---|---|---|---|---|---|"]
-        for r in t.rows:
+        for r in dense_rows(t.rows):
             def pm(k, r=r):
                 return "–" if math.isnan(r[k]) else f"{_cell(r[k])} ± {_cell(r[k + '_sem'])}"
             cons = ("–" if r["method"] == "random" else
@@ -585,13 +626,107 @@ def report_block(result: Evaluation, figure_dir: str, section: str = "") -> str:
                          f"{_cell(r['ms_per_window'], 2)} |")
         lines += ["", "| paper's finding | holds here? | numbers (LRP, then increasing p) |",
                   "|---|---|---|"]
-        for claim, holds, numbers in findings([r for r in t.rows if r["method"] != "random"]):
+        for claim, holds, numbers in findings([r for r in dense_rows(t.rows)
+                                               if r["method"] != "random"]):
             verdict = "n/a" if holds is None else ("yes" if holds else "**no**")
             lines.append(f"| {claim} | {verdict} | {numbers} |")
+        lines += sparse_table(t.rows)
         lines += ["", f"![metrics against p, {t.target}]({figure_dir}/metrics_vs_p.{t.target}.png)",
                   "", f"![MoRF curves, {t.target}]({figure_dir}/morf.{t.target}.png)", ""]
+    if c.get("sparsities"):
+        every = [r for t in result.targets for r in t.rows]
+        name = (lambda f: "none" if f is None else _cell(f, 2))
+        lines += [f"- every criterion (RMA, RRA and AOPC all steps within "
+                  f"{SPARSE_TOLERANCE:.0%} of the unsparsified track, at most "
+                  f"{SPARSE_MAX_STORED:.0%} of the positions stored), every target: smallest "
+                  f"fraction **{name(choose_sparsity(every))}**",
+                  f"- RMA and AOPC within {SPARSE_TOLERANCE:.0%}, every target: largest "
+                  f"fraction **{name(choose_sparsity(every, ('rma', 'aopc'), None))}**", ""]
     lines.append(end)
     return "\n".join(lines)
+
+
+def dense_rows(rows: Sequence[dict]) -> list[dict]:
+    """The rows of unsparsified settings (the paper's experiment)."""
+    return [r for r in rows if not r.get("sparsity")]
+
+
+_SPARSE_KEYS = ("rma", "rra", "aopc")
+
+
+def sparse_changes(rows: Sequence[dict]) -> list[tuple[dict, dict, dict]]:
+    """(sparse row, its unsparsified row, {metric: relative change}) of one target's rows."""
+    base = {(r["method"], r["variant"], r["p"]): r for r in dense_rows(rows)}
+    out = []
+    for r in rows:
+        if r.get("sparsity"):
+            b = base[r["method"], r["variant"], r["p"]]
+            out.append((r, b, {k: (r[k] - b[k]) / abs(b[k]) if b[k] else math.nan
+                               for k in _SPARSE_KEYS}))
+    return out
+
+
+def sparse_ok(change: dict, stored: float) -> bool:
+    """Within :data:`SPARSE_TOLERANCE` (a loss; gains are fine) and at most
+    :data:`SPARSE_MAX_STORED` of the positions stored."""
+    return (stored <= SPARSE_MAX_STORED
+            and all(math.isfinite(v) and v >= -SPARSE_TOLERANCE for v in change.values()))
+
+
+def choose_sparsity(rows: Sequence[dict], keys: Sequence[str] = _SPARSE_KEYS,
+                    max_stored: float | None = SPARSE_MAX_STORED) -> float | None:
+    """The sparsity fraction (all targets' rows together) to use as the default.
+
+    With every criterion (``keys`` = RMA, RRA, AOPC within :data:`SPARSE_TOLERANCE`,
+    ``max_stored``): the smallest fraction that meets them all for every target. With
+    ``max_stored`` None: the largest fraction whose ``keys`` stay within the tolerance for
+    every target (and every smaller evaluated fraction's too). None when none qualifies.
+    """
+    by_target: dict = {}
+    for r in rows:
+        by_target.setdefault(r["target"], []).append(r)
+    verdict: dict[float, bool] = {}
+    for t_rows in by_target.values():
+        for r, _, change in sparse_changes(t_rows):
+            ok = all(math.isfinite(change[k]) and change[k] >= -SPARSE_TOLERANCE for k in keys)
+            if max_stored is not None:
+                ok = ok and r["stored"] <= max_stored
+            verdict[r["sparsity"]] = verdict.get(r["sparsity"], True) and ok
+    fractions = sorted(verdict)
+    if max_stored is not None:
+        good = [f for f in fractions if verdict[f]]
+        return good[0] if good else None
+    best = None
+    for f in fractions:
+        if not verdict[f]:
+            break
+        best = f
+    return best
+
+
+def sparse_table(rows: Sequence[dict]) -> list[str]:
+    """Markdown lines: each sparse track against its unsparsified track (none: [])."""
+    changes = sparse_changes(rows)
+    if not changes:
+        return []
+    lines = ["", "| track | sparsity | positions stored | RMA | RRA | AOPC all steps | "
+             f"AOPC top {TOP_STEPS} | change RMA / RRA / AOPC | within "
+             f"{SPARSE_TOLERANCE:.0%}, <= {SPARSE_MAX_STORED:.0%} stored? |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    seen = set()
+    for r, b, change in changes:
+        key = (b["method"], b["p"])
+        if key not in seen:  # the unsparsified track first
+            seen.add(key)
+            lines.append(f"| {b['method']} p={_cell(b['p'], 2)} | 0 | {b['stored']:.1%} | "
+                         f"{_cell(b['rma'])} | {_cell(b['rra'])} | {_cell(b['aopc'])} | "
+                         f"{_cell(b['aopc_top'])} | | |")
+        pct = " / ".join(f"{100 * change[k]:+.1f}%" for k in _SPARSE_KEYS)
+        ok = "yes" if sparse_ok(change, r["stored"]) else "no"
+        lines.append(f"| {r['method']} p={_cell(r['p'], 2)} | {_cell(r['sparsity'], 2)} | "
+                     f"{r['stored']:.1%} | {_cell(r['rma'])} | {_cell(r['rra'])} | "
+                     f"{_cell(r['aopc'])} | {_cell(r['aopc_top'])} | {pct} | {ok} |")
+    return lines
 
 
 def update_report(result: Evaluation, report: str | Path, out_dir: str | Path,

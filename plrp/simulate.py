@@ -1,6 +1,6 @@
 """Synthetic DNA with real transcription-factor motifs implanted at known positions.
 
-Two kinds of data, both deterministic for a seed:
+Three kinds of data, all deterministic for a seed:
 
 - :func:`simulate`: N labelled windows (e.g. 200 bp) for training and evaluating a
   classifier. Each *task* is an AND over motifs (the "grammar"): with the default
@@ -8,6 +8,14 @@ Two kinds of data, both deterministic for a seed:
   ``TP53`` when a TP53 instance was, and ``CTCF_AND_TP53`` only when both were, so a
   window holding one of them alone is a decoy negative for the AND task. Motifs that no
   task needs (``SPI1`` by default) are implanted as distractors that no label depends on.
+- :func:`simulate_pair` (``plrp simulate --grammar pair``): a harder grammar with one task,
+  positive iff the window holds motif A (CTCF) and motif B (TP53) on the same strand, B
+  downstream of A reading that strand, with at most ``max_gap`` bp between them. Negatives
+  include the same pair too far apart or flipped (wrong strand or order), one motif alone or
+  none, so motif presence does not give the label; a distractor (SPI1) is implanted at the
+  same rate in both classes. Label-carrying instances (the A and B of a positive pair) go to
+  ``PREFIX.motifs.bed``, every other instance (distractors, decoy A / B) to
+  ``PREFIX.ignored.bed``. :data:`GRAMMARS` maps ``--grammar`` names to these simulators.
 - :func:`simulate_genome`: a few long "chromosomes" of background with motif *sites*
   (window-sized stretches built like the windows above) at random known positions, for
   tiling-based tests and benchmarks.
@@ -124,6 +132,9 @@ class SimulatedData:
 
     ``sequences``: N strings over ACGT, all ``length`` bp; ``labels``: uint8 (N, T) with
     T = len(task_names); ``instances``: every implanted motif, sorted by window then start.
+    For the pair grammar (:func:`simulate_pair`) ``instances`` holds only the motifs that carry
+    a label and ``ignored`` the others (distractors and decoys), written to
+    ``PREFIX.ignored.bed``; ``ignored`` is None for the default grammar.
     """
 
     names: list[str]
@@ -132,6 +143,7 @@ class SimulatedData:
     labels: np.ndarray
     instances: list[MotifInstance]
     params: dict = field(default_factory=dict)
+    ignored: list[MotifInstance] | None = None
 
     def one_hot(self) -> np.ndarray:
         """One-hot float32 array (N, 4, L), channels A, C, G, T."""
@@ -407,6 +419,132 @@ def simulate_genome(n_chroms: int, length: int, seed: int = 0, *, site_length: i
     return SimulatedGenome(names, sequences, list(tasks), sites, instances, params)
 
 
+# ---------------------------------------------------------------------------------------
+# the pair grammar: a motif pair at a constrained spacing and orientation
+
+#: window kinds of the pair grammar. "pair": B on A's strand, downstream of A (reading A's
+#: strand), gap 0..max_gap bp, the one positive kind; "far": the same arrangement, gap >
+#: max_gap; "flipped": gap 0..max_gap but B on the other strand and/or upstream of A;
+#: "A_only" / "B_only": one of the two motifs; "none": neither.
+PAIR_NEGATIVE_KINDS: tuple[str, ...] = ("far", "flipped", "A_only", "B_only", "none")
+
+
+def pair_is_positive(a: MotifInstance, b: MotifInstance, max_gap: int) -> bool:
+    """The pair rule: ``b`` on ``a``'s strand, downstream of ``a`` reading that strand, with
+    0..``max_gap`` bp between them. Invariant under reverse complementing the window."""
+    if a.chrom != b.chrom or a.strand != b.strand:
+        return False
+    gap = b.start - a.end if a.strand == "+" else a.start - b.end
+    return 0 <= gap <= max_gap
+
+
+def _place_pair(rng, seq, chrom, a: Motif, b: Motif, gap: int, a_strand: str, b_strand: str,
+                b_downstream: bool) -> list[MotifInstance]:
+    """Implant A and B ``gap`` bp apart, B downstream (or upstream) of A reading A's strand.
+
+    The pair's start is uniform over the window.
+    """
+    b_after_a = b_downstream == (a_strand == "+")   # in window coordinates
+    first, second = ((a, a_strand), (b, b_strand)) if b_after_a else ((b, b_strand), (a, a_strand))
+    span = first[0].width + gap + second[0].width
+    start = int(rng.integers(0, len(seq) - span + 1))
+    placed = []
+    for (motif, strand), begin in ((first, start), (second, start + first[0].width + gap)):
+        instance = _sample_instance(rng, motif)
+        seq[begin:begin + motif.width] = instance if strand == "+" else _COMPLEMENT[instance][::-1]
+        text = decode(instance)
+        placed.append(MotifInstance(chrom, begin, begin + motif.width, motif.name,
+                                    motif.relative_score(text), strand, text))
+    return placed
+
+
+def _draw_pair_window(rng, seq, chrom, kind, a, b, max_gap):
+    """Implant the motifs of one window of ``kind``; returns the instances in window order."""
+    length, flip = len(seq), lambda s: "-" if s == "+" else "+"
+    a_strand = "+" if rng.random() < 0.5 else "-"
+    if kind == "pair":
+        gap = int(rng.integers(0, max_gap + 1))
+        return _place_pair(rng, seq, chrom, a, b, gap, a_strand, a_strand, True)
+    if kind == "far":
+        gap = int(rng.integers(max_gap + 1, length - a.width - b.width + 1))
+        return _place_pair(rng, seq, chrom, a, b, gap, a_strand, a_strand, True)
+    if kind == "flipped":
+        gap = int(rng.integers(0, max_gap + 1))
+        other_strand, downstream = [(True, True), (False, False), (True, False)][rng.integers(3)]
+        b_strand = flip(a_strand) if other_strand else a_strand
+        return _place_pair(rng, seq, chrom, a, b, gap, a_strand, b_strand, downstream)
+    single = {"A_only": [a.name], "B_only": [b.name], "none": []}[kind]
+    return _implant(rng, seq, 0, length, single, {a.name: a, b.name: b}, chrom, [])
+
+
+def simulate_pair(n: int, length: int = 200, seed: int = 0, *,
+                  pair: Sequence[str] = ("CTCF", "TP53"), max_gap: int = 20,
+                  positive_rate: float = 0.5, distractors: Sequence[str] = DEFAULT_DISTRACTORS,
+                  distractor_rate: float = 0.3, gc: float = 0.5, motifs: Mapping[str, Motif] | None = None,
+                  task_name: str | None = None, name_prefix: str = "win") -> SimulatedData:
+    """Simulate ``n`` windows labelled by a motif pair at a constrained spacing and orientation.
+
+    With ``pair`` = (A, B), the single task (``task_name``, default ``A_B_PAIR``) is 1 iff the
+    window holds an A and a B on the same strand, B downstream of A reading that strand, with
+    0..``max_gap`` bp between them (:func:`pair_is_positive`). A window is of kind "pair" with
+    probability ``positive_rate``, else of one of :data:`PAIR_NEGATIVE_KINDS` (uniform): the
+    same pair too far apart, flipped (wrong strand or order), A alone, B alone, or neither, so
+    the presence of the motifs alone does not give the label. Independently of the kind, each
+    distractor is implanted with probability ``distractor_rate``; no label depends on it.
+    Labels are recomputed from the implanted instances by the rule.
+
+    ``instances`` holds the label-carrying motifs (the A and B of a positive pair);
+    ``ignored`` the rest (distractors and decoy A / B). Same arguments and seed => identical
+    output. Returns :class:`SimulatedData` with labels (n, 1) uint8.
+    """
+    if n < 1 or length < 1:
+        raise PlrpError(f"need n >= 1 and length >= 1, got n={n}, length={length}")
+    _common_params(gc, 0.0, distractor_rate, 1)
+    if not 0.0 <= positive_rate <= 1.0:
+        raise PlrpError(f"positive rate must be in [0, 1], got {positive_rate}")
+    if len(pair) != 2 or pair[0] == pair[1]:
+        raise PlrpError(f"--pair expects two different motifs A,B, got {','.join(pair)}")
+    task_name = task_name or f"{pair[0]}_{pair[1]}_PAIR"
+    tasks, distractors, motifs, _ = _check_grammar({task_name: tuple(pair)}, distractors, motifs)
+    a, b = motifs[pair[0]], motifs[pair[1]]
+    if max_gap < 0 or a.width + b.width + max_gap + 1 > length:
+        raise PlrpError(f"max gap {max_gap} bp: needs 0 <= gap and a {length} bp window longer "
+                        f"than {pair[0]} + {pair[1]} + gap ({a.width + b.width + max_gap} bp), "
+                        "so that pairs too far apart fit as decoys")
+    rng = np.random.default_rng(seed)
+    width = max(6, len(str(n - 1)))
+    names, sequences, labels, carrying, ignored = [], [], [], [], []
+    for i in range(n):
+        name = f"{name_prefix}{i:0{width}d}"
+        seq = _background(rng, length, gc)
+        kind = ("pair" if rng.random() < positive_rate
+                else PAIR_NEGATIVE_KINDS[rng.integers(len(PAIR_NEGATIVE_KINDS))])
+        placed = _draw_pair_window(rng, seq, name, kind, a, b, max_gap)
+        present = [d for d in distractors if rng.random() < distractor_rate]
+        placed += _implant(rng, seq, 0, length, present, motifs, name,
+                           [(p.start, p.end) for p in placed])
+        in_pair = {(x, y) for x in placed for y in placed if x.motif == a.name
+                   and y.motif == b.name and pair_is_positive(x, y, max_gap)}
+        members = {id(m) for xy in in_pair for m in xy}
+        for inst in sorted(placed, key=lambda p: (p.start, p.motif)):
+            (carrying if id(inst) in members else ignored).append(inst)
+        names.append(name)
+        sequences.append(decode(seq))
+        labels.append([int(bool(in_pair))])
+    params = dict(kind="windows", grammar="pair", n=n, length=length, seed=seed, gc=gc,
+                  pair=list(pair), max_gap=max_gap, positive_rate=positive_rate,
+                  negative_kinds=list(PAIR_NEGATIVE_KINDS), distractor_rate=distractor_rate,
+                  tasks={t: list(m) for t, m in tasks.items()}, distractors=list(distractors),
+                  motifs=_motif_record(motifs, list(pair) + list(distractors)))
+    return SimulatedData(names, sequences, [task_name], np.array(labels, dtype=np.uint8),
+                         carrying, params, ignored)
+
+
+#: grammar name -> window simulator ``f(n, length, seed=..., gc=..., distractors=...,
+#: distractor_rate=..., **grammar options) -> SimulatedData`` (``plrp simulate --grammar``)
+GRAMMARS = {"and": simulate, "pair": simulate_pair}
+
+
 def _motif_record(motifs: Mapping[str, Motif], names: Sequence[str]) -> dict:
     return {n: {"jaspar_id": motifs[n].matrix_id, "jaspar_name": motifs[n].jaspar_name,
                 "width": motifs[n].width,
@@ -456,7 +594,8 @@ def write_outputs(prefix: str | Path, data: SimulatedData | SimulatedGenome) -> 
     """Write all files of a simulation together (none appear if any write fails).
 
     Windows: ``PREFIX.fa``, ``PREFIX.labels.tsv``, ``PREFIX.motifs.bed``,
-    ``PREFIX.simulation.json``; genome: ``.labels.tsv`` is replaced by ``PREFIX.sites.tsv``.
+    ``PREFIX.simulation.json``, and ``PREFIX.ignored.bed`` when ``data.ignored`` is set (pair
+    grammar); genome: ``.labels.tsv`` is replaced by ``PREFIX.sites.tsv``.
     Returns the paths written.
     """
     prefix = str(prefix)
@@ -466,6 +605,8 @@ def write_outputs(prefix: str | Path, data: SimulatedData | SimulatedGenome) -> 
         targets["sites"] = Path(prefix + ".sites.tsv")
     else:
         targets["labels"] = Path(prefix + ".labels.tsv")
+        if data.ignored is not None:
+            targets["ignored"] = Path(prefix + ".ignored.bed")
     with AtomicGroup() as group:
         tmp = {k: group.path(p) for k, p in targets.items()}
         write_fasta(tmp["fasta"], data.names, data.sequences)
@@ -474,6 +615,8 @@ def write_outputs(prefix: str | Path, data: SimulatedData | SimulatedGenome) -> 
             write_sites(tmp["sites"], data)
         else:
             write_labels(tmp["labels"], data.names, data.task_names, data.labels)
+        if "ignored" in tmp:
+            write_bed(tmp["ignored"], data.ignored)
         tmp["json"].write_text(json.dumps(data.params, indent=2) + "\n")
         group.commit()
     return list(targets.values())

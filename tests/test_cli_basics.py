@@ -18,7 +18,7 @@ def test_unknown_verb_is_a_usage_error():
 
 
 def test_allocator_tuning_can_be_switched_off_and_trimming_is_safe(monkeypatch):
-    from plrp.devices import release_free_memory, tune_cpu_allocator
+    from plrp.hostmemory import release_free_memory, tune_cpu_allocator
 
     monkeypatch.setenv("PLRP_MALLOC_TUNING", "0")
     assert tune_cpu_allocator() is False
@@ -26,7 +26,7 @@ def test_allocator_tuning_can_be_switched_off_and_trimming_is_safe(monkeypatch):
 
 
 def test_trimming_waits_for_the_bound_of_free_heap_memory():
-    from plrp.devices import _glibc, release_free_memory
+    from plrp.hostmemory import _glibc, release_free_memory
 
     libc = _glibc()
     if libc is None or not hasattr(libc, "mallinfo2"):

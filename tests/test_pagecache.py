@@ -2,8 +2,8 @@ import os
 
 import pytest
 
-from plrp import pagecache
-from plrp.pagecache import WrittenPages
+from plrp import hostmemory
+from plrp.hostmemory import WrittenPages
 
 
 @pytest.fixture
@@ -45,5 +45,5 @@ def test_a_pipe_is_left_alone(fadvise_calls):
 
 
 def test_default_every_is_read_when_made(monkeypatch):
-    monkeypatch.setattr(pagecache, "DEFAULT_EVERY", 7)
+    monkeypatch.setattr(hostmemory, "DEFAULT_EVERY", 7)
     assert WrittenPages(0).every == 7

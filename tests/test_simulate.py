@@ -234,3 +234,99 @@ def test_cli_defaults_equal_the_api_and_custom_grammar(windows, tmp_path):
         name, s, sc = row.split("\t")
         has = present.get(name, set())
         assert (int(s), int(sc)) == ("SPI1" in has, has >= {"SPI1", "CTCF"})
+
+
+# ---------------------------------------------------------------------------------------
+# the pair grammar: CTCF then TP53 on one strand within --max-gap bp; SPI1 a distractor
+
+PAIR_ARGS = ["--grammar", "pair", "-n", "1200", "--seed", "21", "--max-gap", "15"]
+PAIR_SUFFIXES = (".fa", ".labels.tsv", ".motifs.bed", ".ignored.bed", ".simulation.json")
+
+
+@pytest.fixture(scope="module")
+def pair_windows(tmp_path_factory):
+    out = tmp_path_factory.mktemp("pair") / "p"
+    r = run_cli(["--out", str(out), *PAIR_ARGS])
+    assert r.exit_code == 0, r.output
+    return out
+
+
+def pair_rule(a, b, max_gap):
+    """Independent statement of the rule on BED rows: TP53 (b) reads on CTCF's (a) strand,
+    downstream of it, with at most max_gap bp between them."""
+    if a[5] != b[5]:
+        return False
+    if a[5] == "+":
+        return a[2] <= b[1] <= a[2] + max_gap
+    return b[2] <= a[1] <= b[2] + max_gap
+
+
+def test_pair_grammar_labels_follow_the_rule(pair_windows):
+    fasta = read_fasta(f"{pair_windows}.fa")
+    carrying = read_bed(f"{pair_windows}.motifs.bed")
+    ignored = read_bed(f"{pair_windows}.ignored.bed")
+    lines = Path(f"{pair_windows}.labels.tsv").read_text().splitlines()
+    assert lines[0] == "name\tCTCF_TP53_PAIR"
+    labels = {ln.split("\t")[0]: int(ln.split("\t")[1]) for ln in lines[1:]}
+    assert list(labels) == list(fasta) and len(labels) == 1200
+    assert {r[3] for r in carrying} == {"CTCF", "TP53"}
+    assert {r[3] for r in ignored} == {"CTCF", "TP53", "SPI1"}
+    by_window = {}
+    for row in carrying + ignored:
+        chrom, start, end, motif, _, strand = row
+        counts = read_pfm(motif)
+        inst = oriented(fasta, chrom, start, end, strand)
+        assert end - start == counts.shape[1]
+        assert all(counts["ACGT".index(b), i] > 0 for i, b in enumerate(inst)), row
+        by_window.setdefault(chrom, []).append(row)
+    both_in_negatives = 0
+    for name, label in labels.items():
+        rows = sorted(by_window.get(name, []), key=lambda r: r[1])
+        assert all(x[2] <= y[1] for x, y in zip(rows, rows[1:])), "instances overlap"
+        a_rows = [r for r in rows if r[3] == "CTCF"]
+        b_rows = [r for r in rows if r[3] == "TP53"]
+        pairs = [(a, b) for a in a_rows for b in b_rows if pair_rule(a, b, 15)]
+        assert label == int(bool(pairs)), (name, rows)
+        # the BED of label-carrying motifs holds exactly the members of rule-satisfying pairs
+        members = {m for ab in pairs for m in ab}
+        assert {r for r in carrying if r[0] == name} == members
+        both_in_negatives += label == 0 and bool(a_rows) and bool(b_rows)
+    positives = sum(labels.values())
+    assert 0.45 < positives / 1200 < 0.55
+    # decoys: many negatives hold both motifs (too far apart or in the wrong orientation)
+    assert both_in_negatives > 0.3 * (1200 - positives)
+
+
+def test_pair_grammar_distractor_is_as_frequent_in_both_classes(pair_windows):
+    labels = dict(ln.split("\t") for ln in
+                  Path(f"{pair_windows}.labels.tsv").read_text().splitlines()[1:])
+    with_spi1 = {r[0] for r in read_bed(f"{pair_windows}.ignored.bed") if r[3] == "SPI1"}
+    rate = {c: np.mean([n in with_spi1 for n, v in labels.items() if v == c]) for c in "01"}
+    # default rate 0.3 in both classes; binomial s.d. of each ~0.019 here
+    assert abs(rate["0"] - 0.3) < 0.06 and abs(rate["1"] - 0.3) < 0.06, rate
+    assert abs(rate["0"] - rate["1"]) < 0.06, rate
+
+
+def test_pair_grammar_is_deterministic_and_options_are_checked(pair_windows, tmp_path):
+    again = tmp_path / "again"
+    assert run_cli(["--out", str(again), *PAIR_ARGS]).exit_code == 0
+    for suffix in PAIR_SUFFIXES:
+        assert Path(f"{pair_windows}{suffix}").read_bytes() == Path(f"{again}{suffix}").read_bytes()
+    other = tmp_path / "other"
+    assert run_cli(["--out", str(other), *PAIR_ARGS[:-3], "22", *PAIR_ARGS[-2:]]).exit_code == 0
+    assert Path(f"{pair_windows}.fa").read_bytes() != Path(f"{other}.fa").read_bytes()
+    record = __import__("json").loads(Path(f"{pair_windows}.simulation.json").read_text())
+    assert (record["grammar"], record["pair"], record["max_gap"]) == ("pair", ["CTCF", "TP53"], 15)
+    # API == CLI
+    data = sim.simulate_pair(1200, 200, seed=21, max_gap=15)
+    sim.write_outputs(tmp_path / "api", data)
+    for suffix in PAIR_SUFFIXES:
+        assert Path(f"{pair_windows}{suffix}").read_bytes() == (tmp_path / f"api{suffix}").read_bytes()
+    # options of the other grammar are refused, nothing is written
+    bad = tmp_path / "bad"
+    for args in (["--grammar", "pair", "--max-copies", "2"], ["--max-gap", "5"],
+                 ["--grammar", "pair", "--genome"], ["--grammar", "pair", "--pair", "CTCF"],
+                 ["--grammar", "pair", "--max-gap", "180"]):
+        r = run_cli(["--out", str(bad), *args])
+        assert r.exit_code == 2 and "Traceback" not in r.output, (args, r.output)
+    assert not list(tmp_path.glob("bad*"))

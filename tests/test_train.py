@@ -173,5 +173,5 @@ def test_user_mistakes_are_one_line_errors_and_write_nothing(ctcf_data, tmp_path
     out = tmp_path / "out" / "m.safetensors"
     r = CliRunner().invoke(main, ["train", "--fasta", str(fa), "--labels", str(labels),
                                   "--out", str(out)])
-    assert r.exit_code == 2 and "position 5" in r.output and "Traceback" not in r.output
+    assert r.exit_code == 3 and "position 5" in r.output and "Traceback" not in r.output
     assert not out.parent.exists() or list(out.parent.iterdir()) == []

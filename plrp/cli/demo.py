@@ -16,7 +16,7 @@ def demo(out_prefix, device, quiet) -> None:
     Also copies the example FASTA and its motif BED next to the outputs, so IGV can load
     (and index) everything from one folder.
     """
-    from plrp.run import run_demo
+    from plrp.jobs.explain import run_demo
 
     result, fasta, motifs = run_demo(out_prefix, device=device, progress=not quiet)
     lines = [f"plrp demo: explained {result.n_windows} windows in {result.seconds:.1f} s",
@@ -28,5 +28,5 @@ def demo(out_prefix, device, quiet) -> None:
               "  2. File > Load from File...   the .bw tracks above (or the .bedGraph files)",
               f"  3. File > Load from File...   {motifs}   (implanted motifs: ground truth)",
               "  4. Type a sequence name from the FASTA in the locus box.",
-              "In Python: plrp.genome.open_store(path); layout in docs/explain.md."]
+              "In Python: plrp.outputs.h5.open_relevance(path); layout in docs/outputs.md."]
     click.echo("\n".join(lines))

@@ -36,6 +36,9 @@ def _names(text: str | None) -> list[str] | None:
               help="p_pos values (p_neg = p_pos / 2); p = 0 is plain LRP.")
 @click.option("--variant", "variant_text", default="lambda,m", show_default=True,
               help="PLRP variants to compare: lambda, m.")
+@click.option("--sparsity", "sparsity_text", default="", metavar="F,F,...",
+              help="Also score each PLRP setting's sparse per-base track (plrp explain "
+                   "--sparsity F) at these fractions, against the unsparsified track.")
 @click.option("--windows", "selection", default="truth", show_default=True,
               type=click.Choice(["truth", "positive", "predicted", "all"]),
               help="Which windows to explain: holding a complete instance of any of the "
@@ -61,9 +64,9 @@ def _names(text: str | None) -> list[str] | None:
               help="Use the markers '<!-- evaluate:begin NAME -->' / '<!-- evaluate:end NAME -->' "
                    "(several generated blocks in one report).")
 @click.option("--quiet", is_flag=True, help="No progress lines on stderr.")
-def evaluate(fasta, truth, model, arch, targets, motifs, p_text, variant_text, selection,
-             composite, morf_steps, morf_step_size, max_windows, batch_size, seed, device,
-             out_dir, report, report_section, quiet) -> None:
+def evaluate(fasta, truth, model, arch, targets, motifs, p_text, variant_text, sparsity_text,
+             selection, composite, morf_steps, morf_step_size, max_windows, batch_size, seed,
+             device, out_dir, report, report_section, quiet) -> None:
     """Measure sparsity, localisation, faithfulness and conservation of LRP and PLRP against p.
 
     Per window, averaged: Gini of |relevance|; relevance mass and rank accuracy against the
@@ -82,7 +85,7 @@ def evaluate(fasta, truth, model, arch, targets, motifs, p_text, variant_text, s
         p_values=_floats(p_text, "--p"), variants=_names(variant_text) or [],
         motifs=_names(motifs), selection=selection, composite=composite, n_steps=morf_steps,
         step_size=morf_step_size, max_windows=max_windows, batch_size=batch_size, seed=seed,
-        device=device, progress=not quiet)
+        device=device, sparsities=_floats(sparsity_text, "--sparsity"), progress=not quiet)
     paths = write_evaluation(result, out_dir)
     if report:
         update_report(result, report, out_dir, report_section)

@@ -7,8 +7,10 @@ import sys
 
 import click
 
-from plrp.defaults import (DEFAULT_BATCH_SIZE, DEFAULT_COMPOSITE, DEFAULT_MAX_N_FRACTION,
-                           DEFAULT_MERGE, DEFAULT_P_POS, DEFAULT_VARIANT)
+from plrp.defaults import (DEFAULT_BATCH_SIZE, DEFAULT_BEDGRAPH, DEFAULT_COMPOSITE,
+                           DEFAULT_MAX_N_FRACTION, DEFAULT_MAX_TARGETS, DEFAULT_MERGE,
+                           DEFAULT_P_POS, DEFAULT_SPARSITY, DEFAULT_VARIANT)
+from plrp.jobs.explain import ARRAY_DTYPES, BEDGRAPH_CHOICES, PRECISIONS
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -19,10 +21,13 @@ from plrp.defaults import (DEFAULT_BATCH_SIZE, DEFAULT_COMPOSITE, DEFAULT_MAX_N_
               help="Checkpoint (.safetensors native, or .pt/.pth state_dict with --arch). "
                    "Default: the shipped model.")
 @click.option("--arch", default=None, help="Architecture of a plain state_dict checkpoint.")
+@click.option("--arch-param", "arch_params", multiple=True, metavar="NAME=VALUE",
+              help="Override an architecture hyper-parameter (repeatable), "
+                   "e.g. --arch-param output_names=CTCF,GATA1.")
 @click.option("--out", "out_prefix", required=True,
-              help="Output prefix: writes PREFIX.h5 and PREFIX.<target>.bedGraph.")
+              help="Output prefix: writes PREFIX.h5 and PREFIX.<target>.bedGraph.gz.")
 @click.option("--target", "targets", multiple=True,
-              help="Output name or index to explain (repeatable; default: all).")
+              help="Output name or index to explain (repeatable), or all (the default).")
 @click.option("--regions", default=None, type=click.Path(dir_okay=False),
               help="BED file: explain only these regions (0-based half-open; overlaps merged).")
 @click.option("--window", type=int, default=None, help="Window length (default: model input).")
@@ -46,25 +51,38 @@ from plrp.defaults import (DEFAULT_BATCH_SIZE, DEFAULT_COMPOSITE, DEFAULT_MAX_N_
               show_default=True, help="Skip windows with a larger fraction of N/IUPAC bases.")
 @click.option("--pad-short", is_flag=True,
               help="Pad sequences/regions shorter than the window with N instead of skipping.")
+@click.option("--sparsity", type=float, default=DEFAULT_SPARSITY, show_default=True,
+              help="Per window and sign, leave out of the tracks the smallest bases holding "
+                   "this fraction of the relevance mass (0: every non-zero base).")
+@click.option("--bedgraph", type=click.Choice(BEDGRAPH_CHOICES), default=DEFAULT_BEDGRAPH,
+              show_default=True,
+              help="bgzip: PREFIX.<target>.bedGraph.gz + .tbi (tabix, IGV); plain: a text "
+                   "bedGraph with a track line; none.")
 @click.option("--bigwig", is_flag=True, help="Also write PREFIX.<target>.bw.")
+@click.option("--arrays/--no-arrays", default=None,
+              help="Store the per-window (N, 4, L) relevance, hypothetical and one-hot arrays "
+                   "(what TF-MoDISco reads). Default: with --regions only.")
+@click.option("--array-dtype", type=click.Choice(ARRAY_DTYPES), default="float32",
+              show_default=True, help="Storage type of the per-window arrays.")
+@click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True,
+              help="Engine arithmetic: tf32 / bf16 where the device has them.")
+@click.option("--rc-average", is_flag=True,
+              help="Average each window with its reverse complement (mapped back).")
+@click.option("--max-targets", type=int, default=DEFAULT_MAX_TARGETS, show_default=True,
+              help="Refuse more targets than this, with a size and time estimate.")
 @click.option("--shard", default=None, help="I/N: explain only the I-th of N window blocks.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def explain(fasta, model, arch, out_prefix, targets, regions, window, stride, methods, variant,
-            p_pos, p_neg, composite, device, batch_size, merge, max_n_fraction, pad_short,
-            bigwig, shard, quiet) -> None:
-    """Explain every window of FASTA with (P)LRP; write PREFIX.h5 and bedGraph tracks."""
+def explain(fasta, out_prefix, targets, methods, quiet, **options) -> None:
+    """Explain every window of FASTA with (P)LRP; write PREFIX.h5 and per-base tracks."""
     import logging
 
-    from plrp.run import explain_fasta
+    from plrp.jobs.explain import explain_fasta
 
     if quiet:
         logging.getLogger("plrp").setLevel(logging.ERROR)
     result = explain_fasta(
-        fasta, out_prefix, model=model, arch=arch, targets=list(targets) or None,
-        regions=regions, window=window, stride=stride, methods=list(methods) or ("plrp",),
-        variant=variant, p_pos=p_pos, p_neg=p_neg, composite=composite, device=device,
-        batch_size=batch_size, bigwig=bigwig, shard=shard, merge=merge,
-        max_n_fraction=max_n_fraction, pad_short=pad_short, progress=not quiet,
+        fasta, out_prefix, targets=list(targets) or None, methods=tuple(methods) or ("plrp",),
+        progress=not quiet, **options,
         command_line=" ".join(["plrp"] + [shlex.quote(a) for a in sys.argv[1:]]))
     if not quiet:
         click.echo(f"plrp: explained {result.n_windows} windows in {result.seconds:.1f} s "

@@ -31,15 +31,11 @@ def modisco(h5_path: str, target: str | None, method: str | None, top: int | Non
     """Write the one-hot and hypothetical-contribution arrays TF-MoDISco reads.
 
     Then run: modisco motifs -s OUT/ohe.npz -a OUT/attr.npz -n 2000 -w L
-    (L = the window length; see OUT/README.txt).
+    (L = the window length; see OUT/README.txt). Needs a file with per-window arrays
+    (plrp explain --arrays, or --regions BED).
     """
-    from pathlib import Path
+    from plrp.jobs.export import export_modisco
 
-    from plrp.errors import InputError
-    from plrp.export import export_modisco
-
-    if not Path(h5_path).is_file():
-        raise InputError(f"{h5_path}: no such file")
     result = export_modisco(h5_path, out_dir, target=target, method=method, top=top)
     click.echo(
         f"plrp: exported {result.n_windows} windows x {result.window} bp "

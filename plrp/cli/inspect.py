@@ -48,6 +48,11 @@ def _training_summary(training: dict) -> str:
     return "; ".join(parts) if parts else json.dumps(training, sort_keys=True)[:200]
 
 
+# how the header names a target kind (plrp.engine.targets.SEEDS)
+_KIND_TEXT = {"softmax_profile": "softmax-weighted profile",
+              "bpnet_profile": "bpnet profile: mean-centred, softmax-weighted, strands jointly"}
+
+
 def format_report(loaded, rows: list[dict], *, composite: str, window: int,
                   p_pos: float, p_neg: float) -> str:
     """The text ``plrp inspect`` prints: a header about the model, then one line per layer.
@@ -58,9 +63,9 @@ def format_report(loaded, rows: list[dict], *, composite: str, window: int,
     targets = loaded.model.target_specs()
 
     def target_text(name: str, t: dict) -> str:
-        if t["kind"] == "softmax_profile":
-            return f"{name} (softmax-weighted profile, head {t['head']})"
-        return f"{name} (logit {t['index']}, head {t['head']})"
+        if t["kind"] == "logit":
+            return f"{name} (logit {t['index']}, head {t['head']})"
+        return f"{name} ({_KIND_TEXT.get(t['kind'], t['kind'])}, head {t['head']})"
 
     shown = list(targets.items())
     more = ""
@@ -74,9 +79,12 @@ def format_report(loaded, rows: list[dict], *, composite: str, window: int,
         f"architecture: {spec['name']} "
         + json.dumps({k: v for k, v in spec["hparams"].items() if k != "output_names"},
                      sort_keys=True),
-        f"input:        one-hot {meta.get('alphabet', 'ACGT')}, (N, 4, {window})"
+        f"input:        one-hot {loaded.alphabet}, (N, 4, {window})"
         + ("" if window == loaded.input_length
-           else f" (model built for {loaded.input_length} bp)"),
+           else f" (model built for {loaded.input_length} bp)")
+        + ("" if meta.get("alphabet", loaded.alphabet) == loaded.alphabet
+           else f"; trained on {meta['alphabet']}, first layer's channels permuted to read "
+                f"{loaded.alphabet}"),
         "targets:      " + ", ".join(target_text(n, t) for n, t in shown) + more,
     ]
     if meta.get("training"):
@@ -125,11 +133,11 @@ def inspect(model, arch, arch_params, composite, p_pos, p_neg, window) -> None:
     from plrp.models.checkpoint import (architecture_only, check_input_length, load_model,
                                         parse_overrides)
 
-    overrides = parse_overrides(arch_params)
+    arch_params = parse_overrides(arch_params)
     if model is None and arch is not None:
-        loaded = architecture_only(arch, overrides)
+        loaded = architecture_only(arch, arch_params)
     else:
-        loaded = load_model(model, arch=arch, overrides=overrides)
+        loaded = load_model(model, arch=arch, arch_params=arch_params)
     window = loaded.input_length if window is None else window
     check_input_length(loaded, window)
     composite = composite or defaults.DEFAULT_COMPOSITE

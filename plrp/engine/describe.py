@@ -5,11 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from plrp.engine.ops import OP_KINDS
 from plrp.engine.propagate import Explainer
-
-_KIND_RULE = {"passthrough": "pass-through", "route": "route (exact)",
-              "scale": "pass-through (constant scale)", "add": "split by contribution (eps=1e-06)",
-              "avgpool": "epsilon (eps=1e-06, weights 1/n)", "select": "pass-through"}
 
 
 def _op_text(node, module, spec) -> str:
@@ -42,10 +39,7 @@ def describe_layers(model: nn.Module, composite="epsilon", prunable=None,
     if length:
         param = next(tm.module.parameters(), None)
         device = param.device if param is not None else torch.device("cpu")
-        ex._to_device(device)
-        x = torch.zeros(1, 4, int(length), dtype=ex.dtype, device=device)
-        with torch.no_grad():
-            env, _ = ex._forward(x)
+        env, _ = ex.forward(torch.zeros(1, 4, int(length), dtype=ex.dtype, device=device))
         for name, value in env.items():
             if isinstance(value, torch.Tensor):
                 shapes[name] = list(value.shape[1:])
@@ -63,9 +57,8 @@ def describe_layers(model: nn.Module, composite="epsilon", prunable=None,
             pruned = name in ex.prunable
         else:
             name = node.target if node.op == "call_module" else node.name
-            rule = ex.maxpool if spec.kind == "maxpool" else _KIND_RULE.get(spec.kind, spec.kind)
-            if spec.kind == "maxpool":
-                rule = "winner-take-all" if ex.maxpool == "wta" else "proportional (eps=1e-06)"
+            # the stabiliser is the composite's op_epsilon, as the walk uses it
+            rule = OP_KINDS[spec.kind].text(ex.op_eps, ex.maxpool)
             pruned = False
         rows.append({"name": name, "op": _op_text(node, module, spec),
                      "output_shape": shapes.get(node.name), "rule": rule, "pruned": pruned})

@@ -6,7 +6,8 @@ as modules), folds every eval-mode BatchNorm1d into the Conv1d/Linear that feeds
 classifies every node by how relevance flows through it (``OpSpec.kind``). Anything the
 engine cannot explain correctly raises ``UnsupportedModelError`` here, before any work.
 
-Node kinds:
+Node kinds (which module / function / method has which kind, and how relevance flows
+through each, is the op table in ops.py; users extend it with ``register_op``):
   input        the model input (one placeholder)
   const        does not depend on the input's values (parameters, constants, shapes)
   linear       Conv1d / Linear (module or F.conv1d / F.linear with constant weights): a rule
@@ -25,7 +26,9 @@ from __future__ import annotations
 import builtins
 import copy
 import inspect
+import logging
 import operator
+import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -33,59 +36,15 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
 
+from plrp.engine.ops import (FUNCTION_KINDS, METHOD_KINDS, OP_KINDS, SUPPORTED_SUMMARY,
+                             module_kind, node_args)
 from plrp.errors import UnsupportedModelError
 
-# ---------------------------------------------------------------------------- op table
+log = logging.getLogger(__name__)
 
-PASSTHROUGH_MODULES = (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Softplus,
-                       nn.Sigmoid, nn.Tanh, nn.Dropout, nn.Dropout1d, nn.Identity)
-PASSTHROUGH_FUNCTIONS = {
-    F.relu, torch.relu, F.leaky_relu, F.elu, F.gelu, F.silu, F.softplus, torch.sigmoid,
-    F.sigmoid, torch.tanh, F.tanh, torch.exp, F.dropout, F.dropout1d, torch.relu_,
-}
-PASSTHROUGH_METHODS = {"relu", "relu_", "sigmoid", "tanh", "exp", "contiguous"}
-
-ROUTE_MODULES = (nn.Flatten, nn.Unflatten, nn.ZeroPad1d)
-ROUTE_FUNCTIONS = {
-    operator.getitem, torch.cat, torch.concat, torch.flatten, torch.reshape, torch.squeeze,
-    torch.unsqueeze, torch.permute, torch.transpose, torch.narrow, torch.stack, F.pad,
-    torch.swapaxes, torch.movedim,
-}
-ROUTE_METHODS = {"view", "reshape", "flatten", "squeeze", "unsqueeze", "permute",
-                 "transpose", "narrow", "view_as", "reshape_as", "unflatten", "swapaxes",
-                 "movedim", "__getitem__"}
-
-ADD_FUNCTIONS = {operator.add, torch.add, operator.iadd, operator.sub, torch.sub,
-                 operator.isub}
-ADD_METHODS = {"add", "add_", "sub", "sub_"}
-SCALE_FUNCTIONS = {operator.mul, torch.mul, operator.imul, operator.truediv, torch.div,
-                   operator.neg, torch.neg}
-SCALE_METHODS = {"mul", "mul_", "div", "div_", "neg"}
-
-MAXPOOL_MODULES = (nn.MaxPool1d, nn.AdaptiveMaxPool1d)
-MAXPOOL_FUNCTIONS = {F.max_pool1d, F.adaptive_max_pool1d, torch.amax, torch.max}
-MAXPOOL_METHODS = {"amax", "max"}
-AVGPOOL_MODULES = (nn.AvgPool1d, nn.AdaptiveAvgPool1d)
-AVGPOOL_FUNCTIONS = {F.avg_pool1d, F.adaptive_avg_pool1d, torch.mean, torch.sum}
-AVGPOOL_METHODS = {"mean", "sum"}
-
-LINEAR_FUNCTIONS = {F.conv1d, F.linear}
-# the tables above in lookup order, for Tensor methods and for torch functions
-_METHOD_KINDS = (("passthrough", PASSTHROUGH_METHODS), ("route", ROUTE_METHODS),
-                 ("add", ADD_METHODS), ("scale", SCALE_METHODS),
-                 ("maxpool", MAXPOOL_METHODS), ("avgpool", AVGPOOL_METHODS))
-_FUNCTION_KINDS = (("passthrough", PASSTHROUGH_FUNCTIONS), ("route", ROUTE_FUNCTIONS),
-                   ("add", ADD_FUNCTIONS), ("scale", SCALE_FUNCTIONS),
-                   ("maxpool", MAXPOOL_FUNCTIONS), ("avgpool", AVGPOOL_FUNCTIONS))
 # Reading these from the input gives shapes, not values: no relevance flows through them.
 SHAPE_ATTRIBUTES = {"shape", "ndim", "dtype", "device", "is_cuda"}
 SHAPE_METHODS = {"size", "dim", "numel", "ndimension", "get_device"}
-
-SUPPORTED_SUMMARY = (
-    "Conv1d, Linear, BatchNorm1d after Conv1d/Linear, MaxPool1d, AvgPool1d, "
-    "AdaptiveMax/AvgPool1d, Flatten, Dropout, Identity, ReLU, LeakyReLU, ELU, GELU, SiLU, "
-    "Softplus, Sigmoid, Tanh, exp, add/sub, mul/div by constants, cat, slicing, view/reshape, "
-    "mean/sum/max over a dim")
 
 
 @dataclass
@@ -109,6 +68,8 @@ class TracedModel:
       layer_names: node name -> user-facing layer name (module path, or the fx node name)
       linear_nodes: names of the linear nodes in forward order
       input_layers: layer names of the linear nodes that read the model input directly
+      shape_nodes: names of the nodes whose value is derived from the input's shape (such
+        as the batch size): recomputed when windows are stacked
     """
 
     module: fx.GraphModule
@@ -119,20 +80,15 @@ class TracedModel:
     input_layers: set = field(default_factory=set)
     input_node: str = "x"
     defaults: dict = field(default_factory=dict)
+    shape_nodes: set = field(default_factory=set)   # values computed from the input's shape
 
 
 def _module_kind(module: nn.Module) -> tuple[str | None, str | None]:
-    if isinstance(module, (nn.Conv1d, nn.Linear)):
-        return "linear", type(module).__name__
-    if isinstance(module, PASSTHROUGH_MODULES):
-        return "passthrough", None
-    if isinstance(module, ROUTE_MODULES):
-        return "route", None
-    if isinstance(module, MAXPOOL_MODULES):
-        return "maxpool", None
-    if isinstance(module, AVGPOOL_MODULES):
-        return "avgpool", None
-    return None, None
+    """(kind, layer type) of a module; layer type "Conv1d"/"Linear" for linear modules."""
+    kind = module_kind(module)
+    if kind == "linear":
+        return kind, "Conv1d" if isinstance(module, nn.Conv1d) else "Linear"
+    return kind, None
 
 
 def _where(node: fx.Node, root: nn.Module) -> str:
@@ -243,24 +199,62 @@ def _fold_batchnorm(gm: fx.GraphModule) -> dict:
     return folded
 
 
+class _Tracer(fx.Tracer):
+    """fx tracer that keeps registered module classes as leaves and remembers where a
+    failure happened (the innermost module being traced)."""
+
+    def __init__(self):
+        super().__init__()
+        self.path: list[tuple[str, str]] = []
+        self.failed_at: list[tuple[str, str]] | None = None
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return module_kind(m) is not None or super().is_leaf_module(m, qualname)
+
+    def call_module(self, m, forward, args, kwargs):
+        self.path.append((self.path_of_module(m), type(m).__name__))
+        try:
+            return super().call_module(m, forward, args, kwargs)
+        except Exception:
+            if self.failed_at is None:
+                self.failed_at = list(self.path)
+            raise
+        finally:
+            self.path.pop()
+
+
+def unwrap_model(model) -> nn.Module:
+    """The module to explain: a torch.compile'd module's original (``_orig_mod``)."""
+    if type(model).__name__ == "OptimizedModule" and isinstance(
+            getattr(model, "_orig_mod", None), nn.Module):
+        return model._orig_mod
+    return model
+
+
 def trace_model(model: nn.Module) -> TracedModel:
     """Copy, trace and canonise ``model``; classify every node (see module docstring).
 
     Raises UnsupportedModelError naming the first op or module the engine cannot explain.
-    The user's model is never modified (a deep copy is traced).
+    The user's model is never modified (a deep copy is traced, in eval mode and float32
+    where the model is float16/bfloat16; a model in train mode gets a warning).
     """
+    model = unwrap_model(model)
     if not isinstance(model, nn.Module):
         raise UnsupportedModelError(f"expected a torch.nn.Module, got {type(model).__name__}")
+    low = sorted({str(p.dtype).replace("torch.", "") for p in model.parameters()
+                  if p.dtype in (torch.float16, torch.bfloat16)})
     root = copy.deepcopy(model).eval()
+    if low:
+        log.warning("%s has %s parameters; explained in float32 (on a copy)",
+                    type(model).__name__, "/".join(low))
+        root.float()
     for p in root.parameters():
         p.requires_grad_(False)
+    tracer = _Tracer()
     try:
-        graph = fx.Tracer().trace(root)   # torch.nn modules stay leaves
-    except Exception as err:  # fx raises many kinds (TraceError, TypeError, ...)
-        msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UnsupportedModelError(
-            f"cannot trace {type(model).__name__} with torch.fx ({msg}); plrp needs a "
-            f"forward without control flow that depends on the input's values") from None
+        graph = tracer.trace(root)   # torch.nn modules and registered ones stay leaves
+    except Exception as err:  # fx raises many kinds (TraceError, TypeError, KeyError...)
+        raise _trace_error(model, err, tracer.failed_at) from None
     gm = fx.GraphModule(root, graph)
     # Check modules before folding so that the message names the user's module.
     for node in gm.graph.nodes:
@@ -275,7 +269,28 @@ def trace_model(model: nn.Module) -> TracedModel:
                 _check_linear_module(module, node.target)
     folded = _fold_batchnorm(gm)
     _functionalise_inplace(gm)
-    return _classify(gm, root, folded)
+    traced = _classify(gm, root, folded)
+    if any(m.training for m in model.modules()):   # only for a model we will explain
+        warnings.warn(f"{type(model).__name__} is in train mode; plrp explains it in eval mode "
+                      f"(no dropout, BatchNorm running statistics) on a copy and leaves the "
+                      f"model itself unchanged", UserWarning, stacklevel=3)
+    return traced
+
+
+def _trace_error(model, err, failed_at) -> UnsupportedModelError:
+    """One line naming the layer (module path and type) whose forward fx could not trace."""
+    msg = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    msg = f"{type(err).__name__}: {msg}" if msg else type(err).__name__
+    where = ""
+    if failed_at:
+        path, kind = failed_at[-1]
+        parents = [f"'{p}' ({k})" for p, k in failed_at[:-1] if p]
+        inside = f" inside {' > '.join(parents)}" if parents else ""
+        where = f" in layer '{path}' ({kind}){inside}"
+    return UnsupportedModelError(
+        f"cannot trace {type(model).__name__} with torch.fx{where}: {msg}; plrp needs "
+        f"forwards without control flow on the input's values or shape (rewrite the layer "
+        f"with torch ops, or register its class with plrp.engine.register_op)")
 
 
 def _functionalise_inplace(gm: fx.GraphModule) -> None:
@@ -298,12 +313,6 @@ def _functionalise_inplace(gm: fx.GraphModule) -> None:
     gm.recompile()
 
 
-def _node_args(node: fx.Node) -> list[fx.Node]:
-    found = []
-    fx.node.map_arg((node.args, node.kwargs), lambda n: found.append(n))
-    return found
-
-
 def _classify(gm: fx.GraphModule, root: nn.Module, folded: dict) -> TracedModel:
     nodes = list(gm.graph.nodes)
     specs: dict[str, OpSpec] = {}
@@ -319,7 +328,7 @@ def _classify(gm: fx.GraphModule, root: nn.Module, folded: dict) -> TracedModel:
     input_node = required[0]
     defaults = {n.name: n.args[0] for n in placeholders if n.args}
     for node in nodes:
-        srcs = _node_args(node)
+        srcs = node_args(node)
         classes = {value.get(s.name, "const") for s in srcs}
         if node.op == "placeholder":
             value[node.name] = "tensor" if node is input_node else "const"
@@ -372,7 +381,8 @@ def _classify(gm: fx.GraphModule, root: nn.Module, folded: dict) -> TracedModel:
             input_layers.add(layer_names[node.name])
     return TracedModel(module=gm, nodes=nodes, specs=specs, layer_names=layer_names,
                        linear_nodes=linear_nodes, input_layers=input_layers,
-                       input_node=input_node.name, defaults=defaults)
+                       input_node=input_node.name, defaults=defaults,
+                       shape_nodes={k for k, v in value.items() if v == "shape"})
 
 
 INPLACE_FUNCTIONS = {operator.iadd, operator.isub, operator.imul, torch.relu_}
@@ -405,7 +415,7 @@ def _reads_input_directly(node: fx.Node, specs: dict) -> bool:
             return True
         if kind not in ("route", "passthrough", "scale"):
             return False
-        tensor_args = [a for a in _node_args(src) if specs[a.name].kind != "const"]
+        tensor_args = [a for a in node_args(src) if specs[a.name].kind != "const"]
         if len(tensor_args) != 1:
             return False
         src = tensor_args[0]
@@ -424,11 +434,12 @@ def _classify_tensor_op(gm, root, node, value, specs, folded) -> OpSpec:
         return OpSpec(kind, layer_type, folded.get(node.target))
     target = node.target
     if node.op == "call_method":
-        spec = _table_spec(node, root, is_tensor, _METHOD_KINDS)
-        if spec is None:
-            raise _unsupported_op(node, root)
-        return spec
-    if node.op != "call_function":
+        kind = METHOD_KINDS.get(target)
+    elif node.op == "call_function":
+        kind = _function_kind(target)
+    else:
+        kind = None
+    if kind is None:
         raise _unsupported_op(node, root)
     if target is operator.getitem:
         src = node.args[0]
@@ -439,63 +450,23 @@ def _classify_tensor_op(gm, root, node, value, specs, folded) -> OpSpec:
             if node.args[1] == 1:
                 return OpSpec("const")      # argmax indices: integers, no relevance
             raise _unsupported_op(node, root, "index into torch.max's result")
-        if any(is_tensor(i) for i in _node_args(node)[1:]):
+        if any(is_tensor(i) for i in node_args(node)[1:]):
             raise _unsupported_op(node, root, "indexing with a value-dependent tensor")
-        return OpSpec("route")
     if target is F.pad:
         mode = node.kwargs.get("mode", node.args[2] if len(node.args) > 2 else "constant")
         pad_value = node.kwargs.get("value", node.args[3] if len(node.args) > 3 else None)
         if mode != "constant" or pad_value not in (None, 0, 0.0):
             raise _unsupported_op(node, root, "only zero padding")
-    spec = _table_spec(node, root, is_tensor, _FUNCTION_KINDS)
-    if spec is not None:
-        return spec
-    if target in LINEAR_FUNCTIONS:
-        rest = _node_args(node)[1:]
-        if any(is_tensor(a) for a in rest):
-            raise _unsupported_op(node, root, "weights that depend on the input")
-        if target is F.conv1d:
-            groups = node.kwargs.get("groups", node.args[6] if len(node.args) > 6 else 1)
-            if groups != 1:
-                raise _unsupported_op(node, root, f"groups={groups}; only groups=1")
-            padding = node.kwargs.get("padding", node.args[4] if len(node.args) > 4 else 0)
-            if isinstance(padding, str) and padding == "same":
-                raise _unsupported_op(node, root, "padding='same' in F.conv1d")
-        return OpSpec("linear", "Conv1d" if target is F.conv1d else "Linear")
-    raise _unsupported_op(node, root)
+    check = OP_KINDS[kind].check
+    why = check(node, is_tensor) if check is not None else None
+    if why:
+        raise _unsupported_op(node, root, why)
+    layer_type = ("Conv1d" if target is F.conv1d else "Linear") if kind == "linear" else None
+    return OpSpec(kind, layer_type)
 
 
-def _table_spec(node, root, is_tensor, kinds) -> OpSpec | None:
-    """The spec of a method / function listed in the op tables (first kind that lists it)."""
-    for kind, targets in kinds:
-        if node.target in targets:
-            if kind == "scale":
-                return _check_scale(node, root, is_tensor)
-            if kind in ("maxpool", "avgpool"):
-                return _check_reduction(node, root, kind)
-            return OpSpec(kind)
-    return None
-
-
-def _check_scale(node, root, is_tensor) -> OpSpec:
-    args = list(node.args) + list(node.kwargs.values())
-    n_tensor = sum(is_tensor(a) for a in args)
-    if n_tensor > 1:
-        raise _unsupported_op(node, root, "product or ratio of two input-dependent tensors")
-    if node.target in (operator.truediv, torch.div, "div", "div_") and not is_tensor(node.args[0]):
-        raise _unsupported_op(node, root, "division by an input-dependent tensor")
-    return OpSpec("scale")
-
-
-def _check_reduction(node, root, kind) -> OpSpec:
-    if node.target in (torch.mean, torch.sum, torch.amax, torch.max, "mean", "sum", "amax",
-                       "max"):
-        dim = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else None)
-        if dim is None:
-            raise _unsupported_op(node, root, "reduction over all dims (mixes the windows "
-                                              "of a batch); give dim=")
-        if node.target in (torch.max, "max") and isinstance(dim, fx.Node):
-            raise _unsupported_op(node, root, "elementwise max of two tensors")
-        if isinstance(dim, (tuple, list)) and kind == "maxpool" and len(dim) != 1:
-            raise _unsupported_op(node, root, "max over several dims")
-    return OpSpec(kind)
+def _function_kind(target) -> str | None:
+    try:
+        return FUNCTION_KINDS.get(target)
+    except TypeError:          # an unhashable callable is in no table
+        return None

@@ -11,7 +11,8 @@ through the layer's transpose (``LinearOp.backward``), which costs one transpose
 convolution or one matmul instead of building an autograd graph per layer.
 
 ``mask`` (PLRP-M) replaces a_j by m_j * a_j in numerator and denominator, so each upper
-neuron hands all its relevance to the kept inputs.
+neuron hands all its relevance to the kept inputs. For the epsilon and gamma rules that is
+stabilised where a neuron's kept contributions nearly cancel (``masked_relevance``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from plrp.engine.prune import lambda_rescale
 from plrp.errors import InputError
+
+# PLRP-M: an upper neuron whose masked denominator keeps less than this share of the
+# unmasked one starts handing its relevance on as PLRP-lambda does (masked_relevance);
+# None gives the unstabilised formula
+M_STABLE_FROM = 0.5
 
 
 def stabilise(z: torch.Tensor, eps: float) -> torch.Tensor:
@@ -35,6 +42,40 @@ def safe_divide(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
     """num / den, 0 where den == 0 (never NaN/Inf)."""
     zero = den == 0
     return torch.where(zero, 0.0, num / torch.where(zero, 1.0, den))
+
+
+def masked_relevance(op: "LinearOp", a, R, mask, weight, bias, eps: float):
+    """PLRP-M for a rule of the epsilon family (weights ``weight``, ``bias``), stabilised.
+
+    a (N, *in), R (N, *out), mask (N, *in) with 1 = kept, 0 = pruned. With contributions
+    c_jk = a_j w_jk, z_k = sum_j c_jk + b_k and z'_k = sum_j m_j c_jk + b_k, upper neuron k
+    gets the weight u_k = clamp((rho_k - t) / (1 - t), 0, 1) of rho_k = z'_k / z_k
+    (t = M_STABLE_FROM; rho_k = 1 where z_k = z'_k = 0, and 0 where only z_k = 0):
+
+        R_j = m_j sum_k u_k c_jk / (z'_k + eps sgn z'_k) R_k
+              + lambda_j[ sum_k (1 - u_k) c_jk / (z_k + eps sgn z_k) R_k ]
+
+    lambda[v] zeroes the pruned entries of v and rescales its kept positive and negative
+    entries so that v keeps its positive and its negative sum (PLRP-lambda of v, per window).
+    A neuron whose kept contributions hold at least its whole z (rho >= 1) is pure PLRP-M; one
+    whose kept contributions cancel or flip sign (rho <= t) is handed on as PLRP-lambda. Since
+    u_k / rho_k <= 1, no message of the masked part exceeds its plain-LRP message (eps
+    aside). Returns (relevance (N, *in), None).
+    """
+    n = a.shape[0]
+    am = a * mask
+    both = torch.cat((am, a))            # one forward and one backward for both parts
+    zz = op.forward(both, weight, bias)
+    zm, z = zz[:n], zz[n:]
+    nonzero = z != 0
+    rho = torch.where(nonzero, zm / torch.where(nonzero, z, 1.0), (zm == 0).to(z.dtype))
+    t = M_STABLE_FROM
+    if t is None:                        # the unstabilised formula (kept for comparisons)
+        u = torch.ones_like(rho)
+    else:
+        u = ((rho - t) / (1 - t)).clamp(0.0, 1.0)      # exactly 1 from rho = 1 up
+    back = op.backward(torch.cat((u * R, (1 - u) * R)) / stabilise(zz, eps), weight, both.shape)
+    return am * back[:n] + lambda_rescale(a * back[n:], mask != 0), None
 
 
 class LinearOp:
@@ -110,8 +151,7 @@ class Epsilon(Rule):
 
     def relevance(self, op, a, z, R, mask=None):
         if mask is not None:
-            a = a * mask
-            z = op.forward(a, op.weight, op.bias)
+            return masked_relevance(op, a, R, mask, op.weight, op.bias, self.eps)
         s = R / stabilise(z, self.eps)
         m = op.backward(s, op.weight, a.shape)
         return a * m, m
@@ -132,7 +172,7 @@ class Gamma(Rule):
         b = None if op.bias is None else op.derived(
             ("gamma_b", self.gamma), lambda: op.bias + self.gamma * op.bias.clamp(min=0))
         if mask is not None:
-            a = a * mask
+            return masked_relevance(op, a, R, mask, w, b, self.eps)
         zp = op.forward(a, w, b)
         s = R / stabilise(zp, self.eps)
         m = op.backward(s, w, a.shape)

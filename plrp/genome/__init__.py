@@ -1,8 +1,5 @@
-"""Genome I/O: FASTA windows and one-hot (fasta), per-base tracks (tracks), HDF5 store (store).
+"""Genome input: FASTA reading, validation and one-hot (fasta), window planning (windows).
 
-Knows nothing about relevance rules: the explain job (plrp.run) joins it to the engine.
+Knows nothing about relevance or output files: the explain job (plrp.jobs.explain) joins
+it to the engine and the outputs.
 """
-
-from plrp.genome.store import RelevanceFile, StoreWriter, open_store
-
-__all__ = ["open_store", "RelevanceFile", "StoreWriter"]

@@ -27,6 +27,10 @@ class GenomeCNN(nn.Module):
     """Base class: bookkeeping shared by all architectures."""
 
     arch_name = "base"
+    # the layer that reads the one-hot input (N, 4, L): its weight's dim 1 is the alphabet
+    input_layer = "conv1"
+    # extra names --target accepts: alias -> a name of target_specs()
+    target_aliases: dict[str, str] = {}
     # True when a global pooling makes the outputs independent of the window length, so the
     # model may be run on windows other than ``input_length`` (see checkpoint.check_input_length).
     accepts_any_length = False
@@ -108,6 +112,7 @@ class DeepSEA(GenomeCNN):
     """
 
     arch_name = "deepsea"
+    input_layer = "features.0"
 
     def __init__(self, input_length=1000, channels=(320, 480, 960), kernel_size=8, pool=4,
                  n_hidden=925, n_outputs=919, dropout=(0.2, 0.2, 0.5), output_names=None):
@@ -133,12 +138,15 @@ class DeepSEA(GenomeCNN):
 
 
 class Basset(GenomeCNN):
-    """Basset (Kelley et al. 2016): 600 bp, three conv blocks with BatchNorm, three dense.
+    """Basset (Kelley et al. 2016): 600 bp, three unpadded conv blocks with BatchNorm, three
+    dense layers; 600 bp give 200 x 10 = 2000 classifier inputs, as published (Torch7) and in
+    kipoi's PyTorch conversion.
 
     164 DNase-accessibility logits by default.
     """
 
     arch_name = "basset"
+    input_layer = "features.0"
 
     def __init__(self, input_length=600, channels=(300, 200, 200), kernel_sizes=(19, 11, 7),
                  pools=(3, 4, 4), n_hidden=1000, dropout=0.3, n_outputs=164, output_names=None):
@@ -149,7 +157,7 @@ class Basset(GenomeCNN):
                               dropout=dropout, n_outputs=n_outputs, output_names=names))
         layers, c_in = [], 4
         for c, k, p in zip(channels, kernel_sizes, pools):
-            layers += [nn.Conv1d(c_in, c, k, padding=k // 2), nn.BatchNorm1d(c), nn.ReLU(),
+            layers += [nn.Conv1d(c_in, c, k), nn.BatchNorm1d(c), nn.ReLU(),
                        nn.MaxPool1d(p, p)]
             c_in = c
         self.features = nn.Sequential(*layers)
@@ -165,29 +173,42 @@ class Basset(GenomeCNN):
         return self.classifier(self.flatten(self.features(x)))
 
 
+def bpnet_lite_trimming(n_layers: int) -> int:
+    """bpnet-lite 1.1.0's default trimming (bp cut from each side of the window): half the
+    receptive field, 10 (iconv) + sum_{i=1..n} 2^i (dilated convs) + 37 (fconv), i.e.
+    47 + 2^(n+1) - 2: 557 for 8 layers (2114 -> 1000 bp), 173 for 6."""
+    return 47 + sum(2 ** i for i in range(1, n_layers + 1))
+
+
 class BPNet(GenomeCNN):
     """BPNet (Avsec et al. 2021) in bpnet-lite's layout, without control tracks.
 
     Input 2114 bp; a dilated residual tower joined by functional adds; a profile head of
     ``n_outputs`` strands over the central ``input_length - 2 * trimming`` bp and a count
-    head (log total counts) from the mean of the cropped tower. Parameter names match
-    bpnet-lite (iconv, rconvs.i, fconv, linear) so its state_dicts map directly.
+    head (log total counts) from the mean of the cropped tower (+- profile_kernel // 2).
+    Parameter names match bpnet-lite (iconv, rconvs.i, fconv, linear) so its state_dicts
+    map directly. ``trimming`` defaults to bpnet-lite's (:func:`bpnet_lite_trimming`).
 
-    Targets: ``profile`` is the softmax-weighted sum of the profile logits (the usual
-    profile attribution score); ``count`` is the count logit.
+    Targets (bpnet-lite's and chrombpnet's attribution targets): ``profile`` is the
+    mean-centred, softmax-weighted sum of the profile logits over both strands jointly
+    (target kind ``bpnet_profile``, see plrp.engine.targets); ``counts`` (alias ``count``)
+    is the log-count logit.
     """
 
     arch_name = "bpnet"
+    input_layer = "iconv"
+    target_aliases = {"count": "counts"}
 
     def __init__(self, input_length=2114, n_filters=64, n_layers=8, n_outputs=2,
                  trimming=None, profile_kernel=75):
         if trimming is None:
-            trimming = (input_length - 1000) // 2
+            trimming = bpnet_lite_trimming(n_layers)
         super().__init__(dict(input_length=input_length, n_filters=n_filters, n_layers=n_layers,
                               n_outputs=n_outputs, trimming=trimming,
                               profile_kernel=profile_kernel))
         if input_length - 2 * trimming <= 0 or trimming < profile_kernel // 2:
-            raise PlrpError(f"bpnet: trimming {trimming} does not fit input_length {input_length}")
+            raise PlrpError(f"bpnet: trimming {trimming} does not fit input_length {input_length}"
+                            f" (needs profile_kernel // 2 <= trimming < input_length / 2)")
         self.trimming = trimming
         self.n_layers = n_layers
         self.profile_pad = profile_kernel // 2
@@ -202,8 +223,8 @@ class BPNet(GenomeCNN):
         self.linear = nn.Linear(n_filters, 1)
 
     def target_specs(self) -> dict[str, dict]:
-        return {"profile": {"kind": "softmax_profile", "head": 0},
-                "count": {"kind": "logit", "head": 1, "index": 0}}
+        return {"profile": {"kind": "bpnet_profile", "head": 0},
+                "counts": {"kind": "logit", "head": 1, "index": 0}}
 
     def forward(self, x):
         start, end = self.trimming, self.input_length - self.trimming

@@ -2,18 +2,23 @@
 
 Formats :func:`load_model` reads (the file's first bytes decide, not its extension):
 
-- **native** (what :func:`save_checkpoint` writes): one ``.safetensors`` file; its string
-  metadata holds ``plrp.spec`` (JSON: architecture name and hyper-parameters) and
-  ``plrp.meta`` (JSON: input length, alphabet, output names, training record).
-- **state_dict**: a PyTorch ``.pt``/``.pth`` file written by ``torch.save(model.state_dict())``
-  (read with ``torch.load(weights_only=True)``), or a ``.safetensors`` file without plrp
-  metadata, plus an architecture (``arch``: a built-in name, ``configs/architectures/<name>.toml``
-  or a ``.toml`` path) and hyper-parameter ``overrides``.
-- **bpnet-lite**: a bpnet-lite BPNet or ChromBPNet state_dict with ``arch="bpnet"``:
-  hyper-parameters are read from the tensor shapes, control-track weights are dropped (plrp
-  explains without control tracks) and a ChromBPNet's accessibility model is taken.
+- **native** (what :func:`save_checkpoint` and ``plrp convert`` write): one ``.safetensors``
+  file; its string metadata holds ``plrp.spec`` (JSON: architecture name and hyper-parameters)
+  and ``plrp.meta`` (JSON: input length, alphabet, output names, training record, source).
+- **state_dict**: a PyTorch file written by ``torch.save(model.state_dict())`` (read with
+  ``torch.load(weights_only=True)``) or a ``.safetensors`` file without plrp metadata.
+- **whole pickled model** (``torch.save(model)``, bpnet-lite's ``.torch``): its tensors are
+  read by :mod:`plrp.models.pickled`, which records the model's classes and never imports or
+  runs them; the state_dict is rebuilt from the recorded modules.
 
-A pickled whole model (``torch.save(model)``) is refused: unpickling it could run code.
+Weights in another package's layout (kipoi / selene DeepSEA, kipoi Basset, bpnet-lite BPNet
+and ChromBPNet; :data:`plrp.models.formats.LAYOUTS`) are recognised from their tensor names
+and shapes; other state_dicts need an architecture (``arch``). Wrapper prefixes
+(``_orig_mod.``, ``module.``, ``model.``) are removed.
+
+The alphabet is part of a model: a checkpoint whose first layer reads another order (kipoi's
+DeepSEA reads AGCT) is loaded with that layer's input channels permuted, so ``model`` always
+takes one-hot ACGT and gives the same outputs as the original on its own order.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import pickle
 import re
 import tomllib
 import warnings
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,7 +38,9 @@ import torch
 
 from plrp.atomic import atomic_path
 from plrp.errors import InputError, PlrpError
+from plrp.models import pickled
 from plrp.models.architectures import ARCHITECTURES, GenomeCNN, build_model, hparam_names
+from plrp.models.formats import LAYOUTS, detect_layout, map_layout, shape_text, strip_wrappers
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +68,13 @@ def architecture_dirs() -> list[Path]:
 class LoadedModel:
     """A model ready to explain, with what its checkpoint says about it.
 
-    ``model`` is in eval mode on the CPU, float32. ``spec`` is ``{"name", "hparams"}``;
-    ``meta`` holds ``input_length``, ``alphabet``, ``output_names``, ``training`` and, for
-    converted files, ``source`` (what was mapped or dropped). ``format`` is one of
-    ``"native"``, ``"state_dict"``, ``"bpnet-lite"``.
+    ``model`` is in eval mode on the CPU, float32, and reads one-hot DNA (N, 4, L) in ACGT
+    order (:attr:`alphabet`). ``spec`` is ``{"name", "hparams"}``; ``meta`` holds
+    ``input_length``, ``alphabet`` (the order the checkpoint's first layer was trained on,
+    e.g. "AGCT" for kipoi's DeepSEA), ``output_names``, ``training`` and, for converted
+    weights, ``source`` (what was mapped or dropped). ``format``: ``"native"``,
+    ``"state_dict"``, ``"pickled-module"`` or a layout name of
+    :data:`plrp.models.formats.LAYOUTS` (``"bpnet-lite"``, ``"kipoi-deepsea"``, ...).
     """
 
     model: GenomeCNN
@@ -83,6 +94,12 @@ class LoadedModel:
         """Target names users pick with ``--target``."""
         return self.model.output_names
 
+    @property
+    def alphabet(self) -> str:
+        """Channel order ``model`` reads: always ACGT (a checkpoint trained on another order
+        has its first layer permuted at load; ``meta["alphabet"]`` keeps that order)."""
+        return ALPHABET
+
 
 def file_sha256(path: str | Path) -> str:
     """Hex SHA-256 of a file's bytes (recorded in outputs to identify the model)."""
@@ -93,20 +110,49 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def save_checkpoint(path: str | Path, model: GenomeCNN, training: dict | None = None) -> None:
+def save_checkpoint(path: str | Path, model: GenomeCNN, training: dict | None = None, *,
+                    alphabet: str = ALPHABET, source: dict | None = None) -> None:
     """Write ``model`` as a native plrp checkpoint (atomically).
 
     ``training``: a JSON-serialisable record of how the model was trained (data, epochs,
-    metrics); stored in the metadata under ``plrp.meta`` -> ``training``.
+    metrics); stored in the metadata under ``plrp.meta`` -> ``training``. ``alphabet``: the
+    channel order ``model``'s input layer reads (``plrp convert`` keeps a source's order);
+    ``source``: notes on a converted checkpoint's origin.
     """
     from safetensors.torch import save_file
 
-    meta = {"input_length": model.input_length, "alphabet": ALPHABET,
+    check_alphabet(alphabet, path)
+    meta = {"input_length": model.input_length, "alphabet": alphabet,
             "output_names": model.output_names, "training": training or {}}
+    if source:
+        meta["source"] = source
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={"plrp.spec": json.dumps(model.spec()),
                                                "plrp.meta": json.dumps(meta)})
+
+
+def check_alphabet(alphabet, where) -> str:
+    """``alphabet`` must be an order of the four bases A, C, G, T (e.g. "AGCT")."""
+    if not isinstance(alphabet, str) or sorted(alphabet) != sorted(ALPHABET):
+        raise InputError(f"{where}: alphabet {alphabet!r} is not an order of the bases "
+                         f"{ALPHABET}")
+    return alphabet
+
+
+def permute_to_acgt(model: GenomeCNN, alphabet: str) -> None:
+    """Make ``model`` read ACGT when its input layer was trained on ``alphabet``.
+
+    The input layer's weight (out, 4, ...) gets ACGT channel i from the trained channel
+    ``alphabet.index(ACGT[i])``: the model on ACGT one-hot equals the original on its own
+    order (only the order of the sum over channels changes).
+    """
+    if alphabet == ALPHABET:
+        return
+    layer = model.get_submodule(model.input_layer)
+    order = [alphabet.index(base) for base in ALPHABET]
+    with torch.no_grad():
+        layer.weight.copy_(layer.weight[:, order].clone())
 
 
 # --------------------------------------------------------------------------- overrides
@@ -217,28 +263,65 @@ def _first_line(err: BaseException) -> str:
     return text.splitlines()[0][:200] if text else type(err).__name__
 
 
-def _refuse_pickle(path: Path, err: Exception) -> InputError:
-    found = re.search(r"GLOBAL ([\w.]+)", str(err))
-    what = (f"a pickled Python object ({found.group(1)})" if found
-            else "a pickle that is not a plain tensor dictionary")
-    return InputError(
-        f"{path}: holds {what}; plrp never unpickles checkpoints because that can run code. "
-        "Export the weights instead: torch.save(model.state_dict(), 'model.pt'), then load "
-        "them with --arch NAME")
+_EXPORT_ADVICE = ("Export the weights instead: torch.save(model.state_dict(), 'model.pt'), "
+                  "then load them with --arch NAME")
 
 
-def _load_torch_file(path: Path) -> dict:
+def _refuse_pickle(path: Path, what: str) -> InputError:
+    return InputError(f"{path}: holds {what}; plrp never unpickles checkpoints because that "
+                      f"can run code. {_EXPORT_ADVICE}")
+
+
+@dataclass
+class _FileContents:
+    """What a checkpoint file holds: tensors, safetensors metadata (None for PyTorch files)
+    and, for a whole pickled model, ``info`` = {"modules": {path: (class, attributes)}}."""
+
+    tensors: dict
+    metadata: dict | None = None
+    info: dict = field(default_factory=dict)
+
+
+def _read_pickled_module(path: Path) -> _FileContents:
+    """A whole pickled model (or a dict holding other objects) read without unpickling code."""
+    try:
+        obj = pickled.unwrap_compiled(pickled.read_torch_archive(path))
+    except (pickle.UnpicklingError, ValueError, KeyError, EOFError, TypeError, RuntimeError,
+            AttributeError, IndexError, zipfile.BadZipFile) as err:  # a malformed archive
+        raise InputError(f"{path}: not a readable PyTorch file, truncated or corrupt "
+                         f"({_first_line(err)})") from None
+    if pickled.is_module(obj):
+        try:
+            tensors = pickled.module_state_dict(obj)
+        except ValueError as err:
+            raise _refuse_pickle(path, f"a module with {err}") from None
+        modules = {name: (cls, pickled.module_attributes(sub))
+                   for name, (cls, sub) in pickled.module_tree(obj).items()}
+        return _FileContents(tensors, None, {"modules": modules, "class": obj.qualname,
+                                             "hparams": obj.state.get("hparams")})
+    if isinstance(obj, dict):
+        return _FileContents(_state_dict_from(obj, path))
+    what = pickled.recorded_name(obj) or type(obj).__name__
+    raise _refuse_pickle(path, f"a pickled Python object ({what}) that is neither a tensor "
+                               "dictionary nor a torch.nn.Module")
+
+
+def _load_torch_file(path: Path) -> _FileContents:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch warns about pickle protocols on junk
             with open(path, "rb") as fh:  # a file object: torch must not guess from the name
                 obj = torch.load(fh, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        raise _refuse_pickle(path, err) from None
+        if zipfile.is_zipfile(path):
+            return _read_pickled_module(path)
+        found = re.search(r"GLOBAL ([\w.]+)", str(err))
+        raise _refuse_pickle(path, f"a pickled Python object ({found.group(1)})" if found
+                             else "a pickle that is not a plain tensor dictionary") from None
     except Exception as err:  # zip/miniz errors, EOF, junk bytes: all mean a bad file
         raise InputError(f"{path}: not a readable PyTorch file, truncated or corrupt "
                          f"({_first_line(err)})") from None
-    return _state_dict_from(obj, path)
+    return _FileContents(_state_dict_from(obj, path))
 
 
 def _state_dict_from(obj, path: Path) -> dict[str, torch.Tensor]:
@@ -252,13 +335,16 @@ def _state_dict_from(obj, path: Path) -> dict[str, torch.Tensor]:
             obj = obj[key]
             break
     for key, value in obj.items():
+        if pickled.recorded_name(value):
+            raise _refuse_pickle(path, f"a pickled Python object ({pickled.recorded_name(value)})"
+                                       f" under entry {key!r}")
         if not isinstance(value, torch.Tensor):
             raise InputError(f"{path}: entry {key!r} is a {type(value).__name__}, not a tensor; "
                              "save only model.state_dict()")
     return {str(k): v for k, v in obj.items()}
 
 
-def _load_safetensors_file(path: Path) -> tuple[dict, dict]:
+def _load_safetensors_file(path: Path) -> _FileContents:
     from safetensors import safe_open
 
     try:
@@ -268,11 +354,10 @@ def _load_safetensors_file(path: Path) -> tuple[dict, dict]:
     except Exception as err:  # safetensors raises its own error types for corrupt headers
         raise InputError(f"{path}: not a readable safetensors file, truncated or corrupt "
                          f"({_first_line(err)})") from None
-    return tensors, metadata
+    return _FileContents(tensors, metadata)
 
 
-def _read_checkpoint(path: Path) -> tuple[dict, dict | None]:
-    """(tensors, safetensors metadata or None for a PyTorch file)."""
+def _read_checkpoint(path: Path) -> _FileContents:
     try:
         with open(path, "rb") as fh:
             head = fh.read(9)
@@ -289,116 +374,40 @@ def _read_checkpoint(path: Path) -> tuple[dict, dict | None]:
                       and int.from_bytes(head[:8], "little") <= path.stat().st_size - 8)
     if head.startswith(_ZIP_MAGIC) or (not is_safetensors and (
             head[0] == _PICKLE_PROTO or path.suffix.lower() in _TORCH_SUFFIXES)):
-        return _load_torch_file(path), None
+        return _load_torch_file(path)
     return _load_safetensors_file(path)
 
 
 # --------------------------------------------------------------------------- mapping weights
 
-def _strip_prefix(tensors: dict, prefix: str) -> dict:
-    return {k[len(prefix):]: v for k, v in tensors.items()}
-
-
-def _unwrap(tensors: dict, notes: dict) -> dict:
-    """Strip wrapper prefixes: DataParallel ``module.``, bpnet-lite's Control/Count wrappers
-    ``model.``, and ChromBPNet's ``accessibility.`` (its ``bias.`` model is dropped)."""
-    changed = True
-    while changed and tensors:
-        changed = False
-        for prefix in ("module.", "model."):
-            if all(k.startswith(prefix) for k in tensors):
-                tensors, changed = _strip_prefix(tensors, prefix), True
-        if any(k.startswith("accessibility.") for k in tensors):
-            dropped = sorted({k.split(".", 1)[0] for k in tensors
-                              if not k.startswith("accessibility.")})
-            others = [d for d in dropped if d != "bias"]
-            if others:  # let the generic check name the stray tensor
-                return tensors
-            notes["chrombpnet"] = ("accessibility model only; the Tn5 bias model "
-                                   f"({sum(k.startswith('bias.') for k in tensors)} tensors) "
-                                   "is not explained")
-            tensors = {k[len("accessibility."):]: v for k, v in tensors.items()
-                       if k.startswith("accessibility.")}
-            changed = True
-    return tensors
-
-
-def _shape(t: torch.Tensor) -> str:
-    return "(" + ", ".join(str(s) for s in t.shape) + ")"
-
-
-def _map_bpnet(tensors: dict, spec: dict, user_overrides: dict, path: Path,
-               notes: dict) -> tuple[dict, dict]:
-    """bpnet-lite BPNet weights -> plrp's BPNet: hyper-parameters from the tensor shapes,
-    control-track input channels removed, missing output biases set to zero.
-
-    Dropping the control weights is exact for zero control tracks: the profile conv then
-    sees zeros on those channels and the count head sees log(0 + 1) = 0.
-    """
-    for key in ("iconv.weight", "fconv.weight", "linear.weight"):
-        if key not in tensors:
-            raise InputError(f"{path}: tensor {key!r} missing (needed for architecture bpnet)")
-    iconv, fconv, linear = tensors["iconv.weight"], tensors["fconv.weight"], tensors["linear.weight"]
-    if iconv.dim() != 3 or fconv.dim() != 3 or linear.dim() != 2:
-        bad = next(k for k, t, d in (("iconv.weight", iconv, 3), ("fconv.weight", fconv, 3),
-                                     ("linear.weight", linear, 2)) if t.dim() != d)
-        raise InputError(f"{path}: tensor {bad!r} has shape {_shape(tensors[bad])}, "
-                         "not a bpnet-lite weight")
-    layers = sorted({int(m.group(1)) for k in tensors
-                     if (m := re.fullmatch(r"rconvs\.(\d+)\.weight", k))})
-    if layers != list(range(len(layers))):
-        raise InputError(f"{path}: residual convolutions rconvs.{layers} are not numbered "
-                         "0..n-1")
-    n_filters = int(iconv.shape[0])
-    detected = {"n_filters": n_filters, "n_layers": len(layers),
-                "n_outputs": int(fconv.shape[0]), "profile_kernel": int(fconv.shape[2])}
-    for key, value in detected.items():
-        if key in user_overrides and user_overrides[key] != value:
-            raise InputError(f"{path}: --arch-param {key}={user_overrides[key]} disagrees with "
-                             f"the weights, which have {key}={value}")
-    n_control = int(fconv.shape[1]) - n_filters
-    n_count_control = int(linear.shape[1]) - n_filters
-    if n_control < 0 or n_count_control not in (0, 1):
-        raise InputError(f"{path}: tensors 'fconv.weight' {_shape(fconv)} and 'linear.weight' "
-                         f"{_shape(linear)} do not fit iconv's {n_filters} filters")
-    tensors = dict(tensors)
-    tensors["fconv.weight"] = fconv[:, :n_filters].contiguous()
-    tensors["linear.weight"] = linear[:, :n_filters].contiguous()
-    if n_control or n_count_control:
-        notes["control_tracks_dropped"] = n_control
-        notes["count_control_inputs_dropped"] = n_count_control
-    zero_biases = []
-    for key, size in (("fconv.bias", detected["n_outputs"]), ("linear.bias", 1)):
-        if key not in tensors:  # bpnet-lite's profile_output_bias / count_output_bias = False
-            tensors[key] = torch.zeros(size, dtype=fconv.dtype)
-            zero_biases.append(key)
-    if zero_biases:
-        notes["zero_biases_added"] = zero_biases
-    hparams = dict(spec["hparams"])
-    hparams.update(detected)
-    return tensors, {"name": spec["name"], "hparams": hparams}
-
-
 def _load_weights(model: GenomeCNN, tensors: dict, path: Path) -> None:
-    """Copy ``tensors`` into ``model`` after checking names, shapes and values."""
+    """Copy ``tensors`` into ``model`` after checking names, shapes and values.
+
+    BatchNorm's ``num_batches_tracked`` (absent from old files, unused in eval) may be missing.
+    """
     expected = model.state_dict()
     name = model.arch_name
+    tensors = dict(tensors)
+    for key in expected:
+        if key.endswith("num_batches_tracked") and key not in tensors:
+            tensors[key] = torch.zeros((), dtype=torch.long)
     missing = [k for k in expected if k not in tensors]
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         raise InputError(f"{path}: tensor {missing[0]!r} missing{more}; architecture {name} "
-                         f"needs it with shape {_shape(expected[missing[0]])}")
+                         f"needs it with shape {shape_text(expected[missing[0]])}")
     unexpected = [k for k in tensors if k not in expected]
     if unexpected:
         more = f" (and {len(unexpected) - 1} more)" if len(unexpected) > 1 else ""
         raise InputError(f"{path}: unexpected tensor {unexpected[0]!r} "
-                         f"{_shape(tensors[unexpected[0]])}{more}; architecture {name} has no "
-                         "such parameter (wrong --arch?)")
+                         f"{shape_text(tensors[unexpected[0]])}{more}; architecture {name} has "
+                         "no such parameter (wrong --arch?)")
     for key, want in expected.items():
         got = tensors[key]
         if tuple(got.shape) != tuple(want.shape):
-            raise InputError(f"{path}: tensor {key!r} has shape {_shape(got)} but architecture "
-                             f"{name} expects {_shape(want)} (check --arch / --arch-param)")
+            raise InputError(f"{path}: tensor {key!r} has shape {shape_text(got)} but "
+                             f"architecture {name} expects {shape_text(want)} (check --arch / "
+                             "--arch-param)")
         if got.is_floating_point() and not bool(torch.isfinite(got).all()):
             raise InputError(f"{path}: tensor {key!r} holds NaN or infinite values")
         if got.is_complex() or (want.is_floating_point() and not got.is_floating_point()):
@@ -420,10 +429,7 @@ def _json_metadata(metadata: dict, key: str, path: Path) -> dict:
 def _check_meta(meta: dict, model: GenomeCNN, path: Path, overridden=()) -> None:
     """The metadata must agree with the architecture, except where the user overrode it
     (e.g. renaming the outputs with --arch-param output_names=...)."""
-    alphabet = meta.get("alphabet", ALPHABET)
-    if alphabet != ALPHABET:
-        raise InputError(f"{path}: metadata alphabet {alphabet!r}; plrp feeds one-hot DNA in "
-                         f"{ALPHABET} order, so this model would read the wrong bases")
+    check_alphabet(meta.get("alphabet", ALPHABET), f"{path}: metadata")
     length = meta.get("input_length", model.input_length)
     if length != model.input_length and "input_length" not in overridden:
         raise InputError(f"{path}: metadata input_length {length!r} disagrees with the "
@@ -441,73 +447,115 @@ def _build(spec: dict, path: Path) -> GenomeCNN:
         raise InputError(f"{path}: {err}") from None
 
 
-def load_model(path: str | Path | None = None, arch: str | Path | None = None,
-               overrides: dict | None = None) -> LoadedModel:
-    """Load a model from any supported checkpoint, never unpickling code.
+def _native_spec(contents: _FileContents, path: Path, arch, arch_params: dict):
+    spec = _json_metadata(contents.metadata, "plrp.spec", path)
+    meta = _json_metadata(contents.metadata, "plrp.meta", path)
+    if not isinstance(spec.get("name"), str) or not isinstance(spec.get("hparams", {}), dict):
+        raise InputError(f"{path}: metadata 'plrp.spec' needs a 'name' and 'hparams'")
+    if arch is not None:
+        wanted = resolve_architecture(arch)["name"]
+        if wanted != spec["name"]:
+            raise InputError(f"{path}: is a native {spec['name']} checkpoint but --arch "
+                             f"says {wanted}; leave --arch out for native files")
+    if spec["name"] not in ARCHITECTURES:
+        raise InputError(f"{path}: unknown architecture {spec['name']!r} in metadata")
+    hparams = dict(spec.get("hparams", {}))
+    hparams.update(_normalise_hparams(spec["name"], arch_params, "--arch-param"))
+    return {"name": spec["name"], "hparams": hparams}, meta
 
-    ``path``: a native ``.safetensors`` checkpoint, a PyTorch state_dict (``.pt``/``.pth``)
-    or a plain ``.safetensors`` state_dict; None = the shipped default model
-    (:data:`DEFAULT_MODEL_PATH`). ``arch``: required for state_dicts (see
-    :func:`resolve_architecture`); for a native file it must name the stored architecture.
-    ``overrides``: hyper-parameters replacing the architecture file's (see
-    :func:`parse_overrides`). Returns the model in eval mode, float32, on the CPU.
-    Raises InputError (one line naming the file and the tensor) for bad files and
-    PlrpError for bad options.
+
+def _pickled_plrp_spec(contents: _FileContents) -> dict | None:
+    """A whole pickled plrp model (torch.save of a GenomeCNN) names its class and keeps its
+    hyper-parameters in ``hparams``: enough to rebuild it without --arch."""
+    cls = contents.info.get("class", "")
+    for name, arch_cls in ARCHITECTURES.items():
+        if cls == f"{arch_cls.__module__}.{arch_cls.__qualname__}":
+            hparams = contents.info.get("hparams")
+            if isinstance(hparams, dict):
+                return {"name": name, "hparams": dict(hparams)}
+    return None
+
+
+def _foreign_spec(contents: _FileContents, path: Path, arch, arch_params: dict):
+    """(spec, tensors, meta, format) for anything without plrp metadata."""
+    tensors, removed = strip_wrappers(contents.tensors)
+    spec = resolve_architecture(arch, arch_params) if arch is not None else None
+    pickled_spec = _pickled_plrp_spec(contents)
+    if pickled_spec is not None and (spec is None or spec["name"] == pickled_spec["name"]):
+        spec = pickled_spec  # the pickled model's own hyper-parameters, then the user's
+        spec["hparams"].update(_normalise_hparams(spec["name"], arch_params, "--arch-param"))
+    layout = detect_layout(tensors, contents.info, spec["name"] if spec else None)
+    notes: dict = {"prefixes_removed": removed} if removed else {}
+    alphabet, fmt = ALPHABET, "pickled-module" if contents.info else "state_dict"
+    if spec is None and layout is None:
+        raise InputError(f"{path}: plain weights without plrp metadata and in no layout "
+                         f"plrp recognises ({', '.join(LAYOUTS)}); name their architecture "
+                         "with --arch")
+    if layout is not None:
+        if spec is None:
+            spec = resolve_architecture(LAYOUTS[layout].arch, arch_params)
+        tensors, detected, alphabet, layout_notes = map_layout(layout, tensors, contents.info,
+                                                               arch_params, path)
+        spec["hparams"].update(detected)
+        notes.update(layout_notes)
+        fmt = layout
+    meta = {"alphabet": alphabet, "training": {}}
+    if notes:
+        meta["source"] = notes
+        log.info("%s: %s", path, json.dumps(notes))
+    return spec, tensors, meta, fmt
+
+
+def read_model(path: str | Path | None = None, arch: str | Path | None = None,
+               arch_params: dict | None = None) -> tuple[GenomeCNN, dict, str]:
+    """The model a checkpoint holds, *in its own alphabet*: (model, meta, format).
+
+    What :func:`load_model` and ``plrp convert`` share; ``meta["alphabet"]`` is the order the
+    model's input layer reads. Arguments as for :func:`load_model`.
     """
     path = Path(path).expanduser() if path is not None else DEFAULT_MODEL_PATH
     if path == DEFAULT_MODEL_PATH and not path.is_file():
         raise InputError(f"{path}: the shipped default model is missing from this installation")
-    overrides = dict(overrides or {})
-    tensors, metadata = _read_checkpoint(path)
-
-    if metadata is not None and "plrp.spec" in metadata:
-        spec = _json_metadata(metadata, "plrp.spec", path)
-        meta = _json_metadata(metadata, "plrp.meta", path)
-        if not isinstance(spec.get("name"), str) or not isinstance(spec.get("hparams", {}), dict):
-            raise InputError(f"{path}: metadata 'plrp.spec' needs a 'name' and 'hparams'")
-        if arch is not None:
-            wanted = resolve_architecture(arch)["name"]
-            if wanted != spec["name"]:
-                raise InputError(f"{path}: is a native {spec['name']} checkpoint but --arch "
-                                 f"says {wanted}; leave --arch out for native files")
-        if spec["name"] not in ARCHITECTURES:
-            raise InputError(f"{path}: unknown architecture {spec['name']!r} in metadata")
-        hparams = dict(spec.get("hparams", {}))
-        hparams.update(_normalise_hparams(spec["name"], overrides, "--arch-param"))
-        spec = {"name": spec["name"], "hparams": hparams}
-        model = _build(spec, path)
-        _check_meta(meta, model, path, overridden=set(overrides))
-        meta = {**meta, "input_length": model.input_length, "output_names": model.output_names}
-        _load_weights(model, tensors, path)
-        fmt = "native"
+    arch_params = dict(arch_params or {})
+    contents = _read_checkpoint(path)
+    if contents.metadata is not None and "plrp.spec" in contents.metadata:
+        spec, meta = _native_spec(contents, path, arch, arch_params)
+        tensors, fmt = contents.tensors, "native"
     else:
-        if arch is None:
-            hint = (" (its tensor names look like bpnet-lite's: use --arch bpnet)"
-                    if "iconv.weight" in _unwrap(dict(tensors), {}) else "")
-            raise InputError(f"{path}: plain weights without plrp metadata; name their "
-                             f"architecture with --arch{hint}")
-        spec = resolve_architecture(arch, overrides)
-        notes: dict = {}
-        tensors = _unwrap(tensors, notes)
-        if spec["name"] == "bpnet":
-            tensors, spec = _map_bpnet(tensors, spec, overrides, path, notes)
-        fmt = "bpnet-lite" if notes else "state_dict"
-        model = _build(spec, path)
-        _load_weights(model, tensors, path)
-        meta = {"input_length": model.input_length, "alphabet": ALPHABET,
-                "output_names": model.output_names, "training": {}}
-        if notes:
-            meta["source"] = notes
-            log.info("%s: %s", path, json.dumps(notes))
+        spec, tensors, meta, fmt = _foreign_spec(contents, path, arch, arch_params)
+    model = _build(spec, path)
+    _check_meta(meta, model, path, overridden=set(arch_params))
+    _load_weights(model, tensors, path)
+    meta = {**meta, "input_length": model.input_length, "output_names": model.output_names,
+            "alphabet": meta.get("alphabet", ALPHABET)}
+    return model.float().eval(), meta, fmt
 
-    model = model.float().eval()
+
+def load_model(path: str | Path | None = None, arch: str | Path | None = None,
+               arch_params: dict | None = None) -> LoadedModel:
+    """Load a model from any supported checkpoint, never unpickling code.
+
+    ``path``: a native ``.safetensors`` checkpoint, a PyTorch state_dict (``.pt``/``.pth``), a
+    whole pickled model, or a plain ``.safetensors`` state_dict; None = the shipped default
+    model (:data:`DEFAULT_MODEL_PATH`). ``arch``: needed for state_dicts in no recognised
+    layout (see :func:`resolve_architecture`); for a native file it must name the stored
+    architecture. ``arch_params``: hyper-parameters replacing the architecture file's (see
+    :func:`parse_overrides`); one that contradicts the weights is an error.
+
+    Returns the model in eval mode, float32, on the CPU, reading one-hot ACGT (N, 4, L).
+    Raises InputError (one line naming the file and the tensor) for bad files and
+    PlrpError for bad options.
+    """
+    model, meta, fmt = read_model(path, arch, arch_params)
+    permute_to_acgt(model, meta["alphabet"])
+    path = Path(path).expanduser() if path is not None else DEFAULT_MODEL_PATH
     return LoadedModel(model, model.spec(), meta, path, file_sha256(path), fmt)
 
 
-def architecture_only(arch: str | Path, overrides: dict | None = None) -> LoadedModel:
+def architecture_only(arch: str | Path, arch_params: dict | None = None) -> LoadedModel:
     """An architecture with freshly initialised weights (``format="architecture"``, no path):
     what ``plrp inspect --arch NAME`` shows when no checkpoint is given."""
-    spec = resolve_architecture(arch, overrides)
+    spec = resolve_architecture(arch, arch_params)
     model = build_model(spec["name"], **spec["hparams"])
     meta = {"input_length": model.input_length, "alphabet": ALPHABET,
             "output_names": model.output_names, "training": {}}

@@ -276,6 +276,8 @@ def dense_rule(rule: Rule, a: np.ndarray, W: np.ndarray, b: np.ndarray, conn: np
     (our reading of "remove the pruned neurons from the redistribution") the connection weight
     1 or w^2 of a pruned input is zeroed; an upper neuron left with no kept input hands on 0.
     """
+    if keep is not None and rule.name in ("epsilon", "gamma") and M_STABLE_FROM is not None:
+        return stable_m_rule(rule, a, W, b, r_out, keep)
     if keep is not None and rule.name not in ("flat", "wsquare"):
         masked = np.where(keep, a, 0.0)
         return dense_rule(rule, masked, W, b, conn, r_out,
@@ -314,6 +316,43 @@ def dense_rule(rule: Rule, a: np.ndarray, W: np.ndarray, b: np.ndarray, conn: np
                 share[k] = r_out[k] / total[k]
         return spread @ share
     raise ValueError(f"unknown rule {rule.name}")
+
+
+M_STABLE_FROM = 0.5     # PLRP-M stabilisation threshold t; None = the unstabilised formula
+
+
+def stable_m_rule(rule: Rule, a: np.ndarray, W: np.ndarray, b: np.ndarray, r_out: np.ndarray,
+                  keep: np.ndarray) -> np.ndarray:
+    """Stabilised PLRP-M of an epsilon / gamma layer, neuron by neuron.
+
+    For upper neuron k: z_k (all inputs) and z'_k (kept inputs only), both with the bias;
+    rho_k = z'_k / z_k (1 if both are 0, 0 if only z_k is); u_k = clamp((rho_k - t) /
+    (1 - t), 0, 1), so 1 from rho_k = 1 up. A u_k share of R_k goes to the kept inputs in
+    proportion to their contributions (denominator z'_k); the rest is sent as plain LRP and
+    that part, summed over k, is pruned and rescaled per sign as PLRP-lambda.
+    """
+    if rule.name == "gamma":
+        W = W + rule.gamma * np.maximum(0.0, W)
+        b = b + rule.gamma * np.maximum(0.0, b)
+    t = M_STABLE_FROM
+    n_in, n_out = W.shape
+    masked_part = np.zeros(n_in)
+    plain_part = np.zeros(n_in)
+    for k in range(n_out):
+        contrib = [a[j] * W[j, k] for j in range(n_in)]
+        z = sum(contrib) + b[k]
+        z_kept = sum(contrib[j] for j in range(n_in) if keep[j]) + b[k]
+        if z != 0:
+            rho = z_kept / z
+        else:
+            rho = 1.0 if z_kept == 0 else 0.0
+        share = min(1.0, max(0.0, (rho - t) / (1 - t)))
+        for j in range(n_in):
+            if keep[j]:
+                masked_part[j] += contrib[j] / (z_kept + rule.epsilon * sgn(z_kept)) \
+                    * share * r_out[k]
+            plain_part[j] += contrib[j] / (z + rule.epsilon * sgn(z)) * (1 - share) * r_out[k]
+    return masked_part + lambda_rescale(plain_part, keep)
 
 
 def hypothetical_dense(rule: Rule, a, W, b, conn, r_out) -> np.ndarray:
@@ -372,7 +411,8 @@ def lambda_rescale(r: np.ndarray, keep: np.ndarray) -> np.ndarray:
             continue
         total = r[side].sum()
         kept_total = r[side & keep].sum()
-        out[side & keep] *= total / kept_total
+        if kept_total != 0:         # else nothing of this side is kept
+            out[side & keep] *= total / kept_total
     return out
 
 
@@ -527,8 +567,20 @@ def explain(net: RefNet, x: np.ndarray, target, *, rules: dict[str, Rule] | Rule
 # The builders only read parameters; all reference arithmetic stays in numpy above.
 # ----------------------------------------------------------------------------------------------
 
+import pytest  # noqa: E402  (the fixture below)
 import torch  # noqa: E402  (only for the test models below)
 from torch import nn  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Small tensors: torch's thread pool only adds contention on a shared CPU. Test modules
+    use it with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")`` after importing
+    it from here."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def as_float64(t) -> np.ndarray | None:

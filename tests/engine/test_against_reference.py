@@ -18,16 +18,11 @@ import torch
 import plrp.engine as engine
 import reference as ref
 from plrp.errors import UnsupportedModelError
+from reference import one_torch_thread  # noqa: F401  (fixture)
 from reference import (InputFanNet, MiscNet, ProfileNet, ResNet, SeqNet, make_model,
                        random_one_hot)
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny tensors: torch's thread pool only adds contention on a shared CPU (5x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 RTOL = 1e-10
 RULE_PARAMS = {  # explicit, non-default parameters so that the engine must read them

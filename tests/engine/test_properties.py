@@ -201,9 +201,11 @@ def test_users_model_is_unchanged():
     model.conv.weight.requires_grad_(True)
     before = copy.deepcopy(model.state_dict())
     x = one_hot(3, 40, seed=12)
-    for variant in ("lambda", "m"):
-        Explainer(model, p_pos=0.3, variant=variant).explain(x, 0)
-    explain_tensor(model, x, 1, composite="alpha2-beta1")
+    with pytest.warns(UserWarning, match="train mode") as warned:
+        for variant in ("lambda", "m"):
+            Explainer(model, p_pos=0.3, variant=variant).explain(x, 0)
+        explain_tensor(model, x, 1, composite="alpha2-beta1")
+    assert len(warned) == 3
     after = model.state_dict()
     assert before.keys() == after.keys()
     assert all(torch.equal(before[k], after[k]) for k in before)

@@ -248,3 +248,32 @@ def test_plrp_lambda_keeps_conservation_on_bias_free_nets(cls):
     for name in layers:  # pruning really happened at every prunable layer
         assert (np.count_nonzero(pruned.layer_input[name])
                 < np.count_nonzero(plain.layer_input[name]))
+
+
+@pytest.mark.parametrize("rule_name", ["epsilon", "gamma"])
+def test_stable_m_rule_conserves_and_reduces_to_its_two_ends(rule_name):
+    """Bias-free, tiny eps: the stabilised M of one dense layer conserves the upper relevance
+    (both of its parts do), leaves pruned inputs at 0, is the plain rule when nothing is
+    pruned, and is pure masked LRP where every neuron keeps its whole pre-activation."""
+    rng = np.random.default_rng(18)
+    rule = ref.Rule(rule_name, epsilon=1e-13, gamma=0.3)
+    a = rng.uniform(0.1, 1.0, size=9)
+    W = rng.normal(size=(9, 6))
+    b = np.zeros(6)
+    conn = np.ones_like(W, dtype=bool)
+    r_out = rng.normal(size=6)
+    keep = rng.uniform(size=9) > 0.4
+    out = ref.stable_m_rule(rule, a, W, b, r_out, keep)
+    np.testing.assert_allclose(out.sum(), r_out.sum(), rtol=1e-9)
+    assert np.all(out[~keep] == 0) and np.count_nonzero(~keep) > 0
+    everything = np.ones(9, dtype=bool)
+    np.testing.assert_allclose(ref.stable_m_rule(rule, a, W, b, r_out, everything),
+                               ref.dense_rule(rule, a, W, b, conn, r_out), rtol=1e-12)
+    # all weights positive: the kept share z' / z < 1 everywhere, so rho < 1; make the
+    # pruned inputs' weights negative instead: z' > z > 0, rho > 1, pure masked LRP
+    W_pos = np.abs(W)
+    W_pos[~keep] *= -0.01
+    masked = np.where(keep, a, 0.0)
+    np.testing.assert_allclose(ref.stable_m_rule(rule, a, W_pos, b, r_out, keep),
+                               ref.dense_rule(rule, masked, W_pos, b, conn, r_out),
+                               rtol=1e-12)

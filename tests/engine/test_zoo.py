@@ -61,7 +61,8 @@ def test_deepsea_uses_flatten_and_basset_folds_batchnorm_after_linear():
     rows = {r["name"]: r for r in describe_layers(model)}
     assert "folded classifier.1" in rows["classifier.0"]["op"]
     assert "classifier.1" not in rows
-    assert rows["flatten"]["output_shape"] == [6 * 12]
+    # unpadded convs (19, 11, 7) and pools (3, 4, 4): 600 -> 582 -> 194 -> 184 -> 46 -> 40 -> 10
+    assert rows["flatten"]["output_shape"] == [6 * 10]
     deepsea = {r["name"]: r for r in describe_layers(build_model("deepsea", **SMALL["deepsea"]))}
     assert deepsea["flatten"]["rule"] == "route (exact)"
 
@@ -82,8 +83,11 @@ def test_bpnet_equals_gradient_x_input_when_bias_free(tmp_path):
     profile = ex.explain(x, "profile")
 
     def profile_seed(out):
-        logits = out[0]
-        return (torch.softmax(logits.detach(), dim=-1) * logits).sum((1, 2))
+        # bpnet-lite / chrombpnet: softmax over strands x positions jointly of the
+        # mean-centred logits, weights held constant, times the centred logits
+        flat = out[0].reshape(out[0].shape[0], -1)
+        centred = flat - flat.mean(dim=1, keepdim=True)
+        return (torch.softmax(centred.detach(), dim=1) * centred).sum(1)
     expected = grad_x_input(model, x, profile_seed)
     assert torch.allclose(profile.relevance, expected, rtol=1e-7, atol=1e-13)
     assert torch.allclose(profile.score, profile_seed(model(x)), rtol=1e-12)
@@ -91,7 +95,7 @@ def test_bpnet_equals_gradient_x_input_when_bias_free(tmp_path):
 
 
 def test_functional_model_runs_and_reports_its_nodes():
-    model = FunctionalNet()
+    model = FunctionalNet().eval()
     x = one_hot(3, 40)
     res = Explainer(model, p_pos=0.2).explain(x, 0)
     assert torch.isfinite(res.relevance).all()
@@ -180,7 +184,7 @@ def test_reduction_over_batch_dim_is_refused():
             return self.fc(x.sum(2) - x.sum(2).mean(0, keepdim=True))
 
     with pytest.raises(UnsupportedModelError, match="batch dimension"):
-        Explainer(Bad()).explain(one_hot(2, 10), 0)
+        Explainer(Bad().eval()).explain(one_hot(2, 10), 0)
 
 
 def test_tuple_output_and_max_over_dim(tmp_path):
@@ -246,7 +250,7 @@ def test_inplace_activations_and_adds_do_not_corrupt_stored_values():
             return self.fc(g.flatten(1))
 
     torch.manual_seed(15)
-    plain, inplace = InPlace(False), InPlace(True)
+    plain, inplace = InPlace(False).eval(), InPlace(True).eval()
     inplace.load_state_dict(plain.state_dict())
     x = one_hot(3, 12, seed=15)
     a = Explainer(plain, p_pos=0.2).explain(x, 1)

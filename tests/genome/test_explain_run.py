@@ -19,13 +19,13 @@ from Bio import bgzf
 from click.testing import CliRunner
 
 import plrp
-from plrp import pagecache
+from plrp import hostmemory
 from plrp.cli import main
-from plrp.genome import open_store
-from plrp.genome.tracks import read_bedgraph
+from plrp.outputs.bedgraph import read_bedgraph
+from plrp.outputs.h5 import open_relevance as open_store
 from plrp.models.architectures import build_model
 from plrp.models.checkpoint import save_checkpoint
-from plrp.run import explain_fasta
+from plrp.jobs.explain import explain_fasta
 
 L = 100  # the test model's input length
 TARGETS = ["tA", "tB"]
@@ -103,7 +103,7 @@ def run_both(genome, model_path, tmp_path_factory):
     out = tmp_path_factory.mktemp("out") / "run"
     res = explain_fasta(genome, out, model=model_path, stride=60, methods=("lrp", "plrp"),
                         p_pos=0.3, batch_size=8, bigwig=True, progress=False,
-                        max_n_fraction=0.5)
+                        max_n_fraction=0.5, sparsity=0.0, arrays=True, bedgraph="plain")
     return res
 
 
@@ -135,7 +135,7 @@ def test_windows_tiling_n_skip_and_attributes(run_both, genome, model_path):
         assert a["format"] == "plrp-relevance" and a["methods"] == ["lrp", "plrp"]
         assert a["targets"] == TARGETS and a["window"] == L and a["stride"] == 60
         assert a["model_sha256"] and a["plrp_version"] == plrp.__version__
-        assert st.chroms == [("chrZ", 1234), ("chr1", 777), ("tiny", 40)]
+        assert st.chroms == [("chr1", 777), ("chrZ", 1234), ("tiny", 40)]  # byte order
         # chrZ: starts 0,60,...,1080 then 1134 (end-aligned); chr1: 0..660, 677
         z = list(range(0, 1134 - 1, 60)) + [1134]
         c1 = list(range(0, 677, 60)) + [677]
@@ -200,12 +200,13 @@ def test_bgzip_read_only_input_and_determinism(genome, model_path, tmp_path, mon
     plain.write_bytes(genome.read_bytes())
     os.chmod(ro, stat.S_IRUSR | stat.S_IXUSR)
     try:
-        kw = dict(model=model_path, stride=90, targets=["tB"], batch_size=5, progress=False)
+        kw = dict(model=model_path, stride=90, targets=["tB"], batch_size=5, progress=False,
+                  arrays=True, bedgraph="plain")
         r1 = explain_fasta(plain, tmp_path / "o1" / "a", **kw)
         r2 = explain_fasta(gz, tmp_path / "o2" / "a", **kw)
         # the GPU's way of writing (a thread beside the engine) must not change a number,
         # nor dropping every output's written pages from the page cache after each write
-        monkeypatch.setattr(pagecache, "DEFAULT_EVERY", 1)
+        monkeypatch.setattr(hostmemory, "DEFAULT_EVERY", 1)
         drops = []
         real_fadvise = os.posix_fadvise
         monkeypatch.setattr(os, "posix_fadvise", lambda *a: (drops.append(a), real_fadvise(*a)))
@@ -230,7 +231,7 @@ def test_bgzip_read_only_input_and_determinism(genome, model_path, tmp_path, mon
 
 def test_shards_cover_everything_once_and_match_the_full_run(genome, model_path, tmp_path):
     kw = dict(model=model_path, stride=45, targets=["tA"], batch_size=7, progress=False,
-              methods=("lrp",))
+              methods=("lrp",), arrays=True)
     full = explain_fasta(genome, tmp_path / "full", **kw)
     with open_store(full.h5) as st:
         full_idx, full_rel = st.windows()["index"], st.attribution("lrp", "tA")
@@ -252,7 +253,7 @@ def test_regions_and_padded_short_sequences(genome, model_path, tmp_path):
     bed = tmp_path / "r.bed"
     bed.write_text("chr1\t100\t350\tpeak1\nchrZ\t1000\t1050\tsmall\nchr1\t300\t420\tov\n")
     r = explain_fasta(genome, tmp_path / "reg", model=model_path, regions=bed, stride=100,
-                      targets=["tA"], progress=False, pad_short=True)
+                      targets=["tA"], progress=False, pad_short=True, bedgraph="plain")
     with open_store(r.h5) as st:
         win = st.windows()
         got = list(zip(win["chrom"].tolist(), win["start"].tolist(), win["end"].tolist()))
@@ -271,12 +272,12 @@ def test_regions_and_padded_short_sequences(genome, model_path, tmp_path):
 
 
 @pytest.mark.parametrize("text,code,expected", [
-    (">a\nACGT\nAC\nACGT\n", 2, "inconsistent line lengths"),
-    (">a\rACGT\r", 2, "carriage-return"),
-    (">a\nACGT\n>a\nACGT\n", 2, "duplicate sequence name"),
-    ("", 2, "empty file"),
-    (">a\nAC*T\n", 2, "not a DNA letter"),
-    (">a\nACGT\n", 2, "no window of 100 bp fits"),
+    (">a\nACGT\nAC\nACGT\n", 3, "inconsistent line lengths"),
+    (">a\rACGT\r", 3, "carriage-return"),
+    (">a\nACGT\n>a\nACGT\n", 3, "duplicate sequence name"),
+    ("", 3, "empty file"),
+    (">a\nAC*T\n", 3, "not a DNA letter"),
+    (">a\nACGT\n", 3, "no window of 100 bp fits"),
 ])
 def test_cli_bad_input_one_line_error_and_no_output(tmp_path, model_path, text, code, expected):
     fa = tmp_path / "in" / "bad.fa"
@@ -311,7 +312,7 @@ def test_cli_writes_nothing_on_stdout(tmp_path, genome, model_path):
                                     "--target", "1", "--method", "lrp"])
     assert res.exit_code == 0, res.output
     assert res.stdout == ""
-    assert out_files(tmp_path) == ["c.h5", "c.tB.bedGraph"]
+    assert out_files(tmp_path) == ["c.h5", "c.tB.bedGraph.gz", "c.tB.bedGraph.gz.tbi"]
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])

@@ -13,6 +13,7 @@ from Bio import bgzf
 
 from plrp.errors import InputError
 from plrp.genome import fasta as gf
+from plrp.genome import windows as gw
 
 
 def write_fasta(path, records, width=60, newline="\n"):
@@ -133,7 +134,7 @@ def test_one_hot_matches_per_base_reference():
                                                    (1000, 200, 70), (200, 200, 50),
                                                    (350, 100, 300), (199, 200, 10)])
 def test_tiling_covers_every_base_and_ends_at_the_end(length, window, stride):
-    starts = gf.tile_starts(length, window, stride)
+    starts = gw.tile_starts(length, window, stride)
     if length < window:
         assert starts.size == 0
         return
@@ -149,13 +150,13 @@ def test_tiling_covers_every_base_and_ends_at_the_end(length, window, stride):
 def test_short_sequences_skipped_or_padded(tmp_path):
     path = write_fasta(tmp_path / "a.fa", [("long", "ACGT" * 30), ("short", "ACGTA")])
     with gf.FastaReader(path) as reader:
-        spans = [gf.Span(c, 0, n) for c, n in reader.chroms]
-        plan = gf.plan_windows(spans, 50, 50)
+        spans = [gw.Span(c, 0, n) for c, n in reader.chroms]
+        plan = gw.plan_windows(spans, 50, 50)
         assert [s.chrom for s in plan.short_spans] == ["short"]
         assert plan.n_windows == 3 and plan.start.tolist() == [0, 50, 70]
-        padded = gf.plan_windows(spans, 50, 50, pad_short=True)
+        padded = gw.plan_windows(spans, 50, 50, pad_short=True)
         assert padded.n_windows == 4 and not padded.short_spans
-        batches = list(gf.iter_window_batches(reader, padded, 50, 10))
+        batches = list(gw.iter_window_batches(reader, padded, 50, 10))
     last = batches[-1]
     assert last.chrom[-1] == "short" and last.end[-1] - last.start[-1] == 5
     np.testing.assert_array_equal(last.one_hot[-1][:, :5], gf.one_hot("ACGTA"))
@@ -166,9 +167,9 @@ def test_n_windows_are_skipped_and_counted(tmp_path):
     seq = "ACGT" * 25 + "N" * 100 + "ACGT" * 25
     path = write_fasta(tmp_path / "a.fa", [("c", seq)])
     with gf.FastaReader(path) as reader:
-        plan = gf.plan_windows([gf.Span("c", 0, 300)], 50, 25)
+        plan = gw.plan_windows([gw.Span("c", 0, 300)], 50, 25)
         skipped = {}
-        batches = list(gf.iter_window_batches(reader, plan, 50, 4, max_n_fraction=0.5,
+        batches = list(gw.iter_window_batches(reader, plan, 50, 4, max_n_fraction=0.5,
                                               skipped=skipped))
     kept = np.concatenate([b.start for b in batches])
     # windows start at 0,25,...,250; N covers 100..200: starts 100, 125, 150 are all N;
@@ -181,7 +182,7 @@ def test_n_windows_are_skipped_and_counted(tmp_path):
 def test_shards_cover_every_window_exactly_once():
     for total in (0, 1, 7, 100, 101):
         for n in (1, 2, 3, 8):
-            ranges = [gf.shard_range(total, (i, n)) for i in range(1, n + 1)]
+            ranges = [gw.shard_range(total, (i, n)) for i in range(1, n + 1)]
             idx = np.concatenate([np.arange(lo, hi) for lo, hi in ranges])
             np.testing.assert_array_equal(idx, np.arange(total))
 
@@ -191,24 +192,24 @@ def test_regions_bed_sorted_merged_and_checked(tmp_path):
     bed = tmp_path / "r.bed"
     bed.write_text("track name=x\nchrA\t10\t100\tpeak\nchrB\t300\t400\nchrB\t350\t450\n"
                    "chrB\t0\t50\n")
-    spans = gf.read_regions_bed(bed, sizes)
-    assert spans == [gf.Span("chrB", 0, 50), gf.Span("chrB", 300, 450), gf.Span("chrA", 10, 100)]
+    spans = gw.read_regions_bed(bed, sizes)
+    assert spans == [gw.Span("chrB", 0, 50), gw.Span("chrB", 300, 450), gw.Span("chrA", 10, 100)]
     for text, msg in [("chrC\t1\t2\n", "not in the FASTA"), ("chrA\t1\n", "3 columns"),
                       ("chrA\t400\t600\n", "outside"), ("chrA\tx\t5\n", "not integers")]:
         bed.write_text(text)
         with pytest.raises(InputError, match=msg):
-            gf.read_regions_bed(bed, sizes)
+            gw.read_regions_bed(bed, sizes)
 
 
 def test_window_plan_ranges_match_tiling_of_each_span():
     rng = np.random.default_rng(5)
-    spans = [gf.Span(f"c{k}", int(a), int(a + n)) for k, (a, n) in
+    spans = [gw.Span(f"c{k}", int(a), int(a + n)) for k, (a, n) in
              enumerate(zip(rng.integers(0, 1000, 12), rng.integers(1, 900, 12)))]
     for window, stride, pad in [(100, 100, False), (100, 37, True), (64, 200, False)]:
-        plan = gf.plan_windows(spans, window, stride, pad_short=pad)
+        plan = gw.plan_windows(spans, window, stride, pad_short=pad)
         ref = []
         for sp in spans:
-            st = gf.tile_starts(sp.end - sp.start, window, stride)
+            st = gw.tile_starts(sp.end - sp.start, window, stride)
             if st.size:
                 ref += [(sp.chrom, sp.start + s, sp.start + s + window) for s in st.tolist()]
             elif pad:

@@ -6,7 +6,7 @@ import io
 
 import numpy as np
 
-from plrp.genome.textformat import write_bedgraph_lines
+from plrp.outputs.bedgraph import write_bedgraph_lines
 
 
 def bedgraph_bytes(chrom, starts, ends, values, counts=None) -> bytes:

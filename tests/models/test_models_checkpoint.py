@@ -10,6 +10,7 @@ from safetensors.torch import save_file
 
 from plrp.errors import InputError, PlrpError
 from plrp.models.architectures import ARCHITECTURES, build_model
+from foreign_models import randomise
 from plrp.models.checkpoint import (DEFAULT_MODEL_PATH, LoadedModel, architecture_dirs,
                                     check_input_length, load_model, parse_overrides,
                                     resolve_architecture, save_checkpoint)
@@ -18,15 +19,9 @@ NAMES = ["CTCF", "GATA1", "REST"]
 
 
 def _trained_like(model):
-    """Give every parameter and BatchNorm statistic non-default values (a fresh model's
-    zero biases / unit running_var would hide a mapping error)."""
-    gen = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for name, t in model.state_dict().items():
-            if t.is_floating_point():
-                noise = torch.rand(t.shape, generator=gen, dtype=t.dtype)
-                t.copy_(noise + 0.5 if "running_var" in name else (noise - 0.5) * 0.3)
-    return model.eval()
+    """Non-default values everywhere (a fresh model's zero biases / unit running_var would
+    hide a mapping error)."""
+    return randomise(model, 1)
 
 
 def _x(n, length, seed=0):
@@ -60,7 +55,7 @@ def test_state_dict_with_arch_name_and_overrides(tmp_path):
     path = tmp_path / "weights.pt"
     torch.save(model.state_dict(), path)
     overrides = parse_overrides(["n_filters=16", "n_outputs=2", "output_names=a,b"])
-    loaded = load_model(path, arch="plrp-default", overrides=overrides)
+    loaded = load_model(path, arch="plrp-default", arch_params=overrides)
     assert loaded.format == "state_dict"
     assert loaded.output_names == ["a", "b"] and loaded.spec["hparams"]["n_filters"] == 16
     x = _x(3, 200)
@@ -89,7 +84,7 @@ def test_nested_state_dict_and_module_prefix(tmp_path, default_model):
     wrapped = {f"module.{k}": v for k, v in default_model.state_dict().items()}
     torch.save({"state_dict": wrapped}, path)
     loaded = load_model(path, arch="plrp-default",
-                        overrides={"output_names": NAMES})
+                        arch_params={"output_names": NAMES})
     x = _x(2, 200)
     assert torch.equal(loaded.model(x), default_model(x))
 
@@ -99,7 +94,7 @@ def test_plain_safetensors_needs_arch(tmp_path, default_model):
     save_file({k: v.contiguous() for k, v in default_model.state_dict().items()}, str(path))
     with pytest.raises(InputError, match=r"plain\.safetensors: plain weights .*--arch"):
         load_model(path)
-    loaded = load_model(path, arch="plrp-default", overrides={"output_names": NAMES})
+    loaded = load_model(path, arch="plrp-default", arch_params={"output_names": NAMES})
     x = _x(2, 200)
     assert torch.equal(loaded.model(x), default_model(x))
 
@@ -145,7 +140,7 @@ def test_every_architecture_file_builds_and_documents_itself(name):
         if t["kind"] == "logit":
             assert t["index"] < head.shape[1]
         else:
-            assert t["kind"] == "softmax_profile" and head.dim() == 3
+            assert t["kind"] in ("softmax_profile", "bpnet_profile") and head.dim() == 3
     assert set(model.output_names) == set(model.target_specs())
 
 
@@ -186,14 +181,36 @@ def test_default_model_path_is_the_packaged_file():
 
 # ----------------------------------------------------------------- errors (library level)
 
-def test_pickled_whole_model_is_refused_with_export_advice(tmp_path, default_model):
+class _ModelWithSideEffects(torch.nn.Module):
+    """Unpickling this model for real would create ``target`` (its __setstate__ runs)."""
+
+    def __init__(self, target):
+        super().__init__()
+        self.target = str(target)
+        self.conv1 = torch.nn.Conv1d(4, 2, 3)
+
+    def __setstate__(self, state):
+        open(state["target"], "w").close()
+        super().__setstate__(state)
+
+
+def test_whole_pickled_model_is_read_without_running_its_code(tmp_path, default_model):
     path = tmp_path / "whole.pt"
     torch.save(default_model, path)
-    with pytest.raises(InputError) as err:
-        load_model(path, arch="plrp-default")
-    msg = str(err.value)
-    assert "whole.pt" in msg and "DefaultCNN" in msg
-    assert "torch.save(model.state_dict()" in msg and "\n" not in msg
+    loaded = load_model(path)  # class and hyper-parameters recorded in the pickle
+    assert loaded.format == "pickled-module" and loaded.spec == default_model.spec()
+    x = _x(2, 200)
+    assert torch.equal(loaded.model(x), default_model(x))
+    target = tmp_path / "ran"
+    evil = tmp_path / "evil_model.pt"
+    torch.save(_ModelWithSideEffects(target), evil)
+    with pytest.raises(InputError, match=r"evil_model\.pt: tensor 'conv2\.weight' missing"):
+        load_model(evil, arch="plrp-default")
+    with pytest.raises(InputError, match=r"evil_model\.pt: plain weights .* --arch"):
+        load_model(evil)
+    assert not target.exists()
+    torch.load(evil, weights_only=False)  # the check above could fail: a real load runs it
+    assert target.exists()
 
 
 class _CreatesAFile:
@@ -288,8 +305,8 @@ def test_metadata_disagreements(tmp_path, default_model):
     with pytest.raises(InputError, match=r"m\.safetensors: metadata input_length 1000 "
                                          r"disagrees .* 200"):
         load_model(path)
-    _native_with_meta(path, default_model, alphabet="TGCA")
-    with pytest.raises(InputError, match=r"metadata alphabet 'TGCA'"):
+    _native_with_meta(path, default_model, alphabet="ACGU")
+    with pytest.raises(InputError, match=r"metadata: alphabet 'ACGU' is not an order"):
         load_model(path)
     _native_with_meta(path, default_model, output_names=["a", "b", "c"])
     with pytest.raises(InputError, match=r"metadata output_names"):
@@ -319,7 +336,7 @@ def test_shipped_default_model_loads():
 def test_native_outputs_can_be_renamed_by_override(tmp_path, default_model):
     path = tmp_path / "m.safetensors"
     save_checkpoint(path, default_model)
-    loaded = load_model(path, overrides=parse_overrides(["output_names=x,y,z"]))
+    loaded = load_model(path, arch_params=parse_overrides(["output_names=x,y,z"]))
     assert loaded.output_names == ["x", "y", "z"] and loaded.meta["output_names"] == ["x", "y", "z"]
     x = _x(2, 200)
     assert torch.equal(loaded.model(x), default_model(x))
@@ -349,6 +366,33 @@ def test_format_is_read_from_the_bytes_not_the_extension(tmp_path, default_model
     torch_named_safetensors = tmp_path / "weights.safetensors"
     torch.save(default_model.state_dict(), torch_named_safetensors)
     loaded = load_model(torch_named_safetensors, arch="plrp-default",
-                        overrides={"output_names": NAMES})
+                        arch_params={"output_names": NAMES})
     x = _x(2, 200)
     assert torch.equal(loaded.model(x), default_model(x))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_weights_load_as_float32(tmp_path, default_model, dtype):
+    path = tmp_path / "half.pt"
+    torch.save({k: v.to(dtype) for k, v in default_model.state_dict().items()}, path)
+    loaded = load_model(path, arch="plrp-default", arch_params={"output_names": NAMES})
+    assert all(p.dtype == torch.float32 for p in loaded.model.parameters())
+    for key, value in loaded.model.state_dict().items():
+        assert torch.equal(value, default_model.state_dict()[key].to(dtype).float()), key
+
+
+def test_corrupt_whole_model_archive_is_one_clean_error(tmp_path, default_model):
+    """A whole pickled model whose tensor storage is cut short: an InputError, no traceback."""
+    import zipfile
+
+    path = tmp_path / "whole.pt"
+    torch.save(default_model, path)
+    bad = tmp_path / "bad.pt"
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(bad, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item.filename)
+            if "/data/" in item.filename and not item.filename.endswith("data.pkl"):
+                data = data[: len(data) // 2 + 1]  # odd byte count, too few elements
+            dst.writestr(item, data)
+    with pytest.raises(InputError, match=r"bad\.pt: not a readable PyTorch file"):
+        load_model(bad)

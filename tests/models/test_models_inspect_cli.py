@@ -32,11 +32,17 @@ def model():
     return build_model("plrp-default", n_filters=8, n_filters2=8, n_hidden=4)
 
 
-def test_whole_model_pickle(tmp_path, model):
+def test_whole_model_pickle_is_listed_and_other_pickles_refused(tmp_path, model):
     path = tmp_path / "whole.pt"
     torch.save(model, path)
-    _assert_error(_run(path, "--arch", "plrp-default"), InputError.exit_code,
-                  "whole.pt", "torch.save(model.state_dict()")
+    result = _run(path)
+    assert result.exit_code == 0, result.output
+    assert "whole.pt (pickled-module)" in result.stdout and "(N, 8, 200)" in result.stdout
+    other = tmp_path / "other.pt"
+    torch.save({**model.state_dict(), "optimizer": torch.optim.SGD}, other)
+    _assert_error(_run(other, "--arch", "plrp-default"), InputError.exit_code,
+                  "other.pt", "torch.optim.sgd.SGD", "never unpickles",
+                  "torch.save(model.state_dict()")
 
 
 class _CreatesAFile:
@@ -146,8 +152,8 @@ def test_listing_with_p_zero_prunes_nothing_and_arch_only(tmp_path):
                   "n_filters=4", "--p-pos", "0")
     assert result.exit_code == 0, result.output
     rows = _table(result.stdout)
-    assert "profile (softmax-weighted profile" in result.stdout
-    assert "(N, 2, 1000)" in result.stdout  # the cropped profile
+    assert "profile (bpnet profile" in result.stdout
+    assert "(N, 2, 2008)" in result.stdout  # cropped by bpnet-lite's trimming 47 + 2 + 4
     assert all("yes (" not in line for line in rows.values())
     assert "no (p = 0)" in rows["rconvs.0"]
 

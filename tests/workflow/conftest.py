@@ -75,6 +75,7 @@ def snakemake_run(genome, small_model, tmp_path_factory) -> Path:
         f"fasta={genome['fasta']}", f"model={small_model}", f"shards={N_SHARDS}",
         "name=run", "out_dir=results", "device=cpu", "gpus_per_shard=0",
         "threads_per_shard=1", "bigwig=True", f"plrp={sys.executable} -m plrp",
+        "arrays=True", "keep_shards=True",
         f"explain_args={extra}", f"targets={list(TARGETS)}", f"methods={list(METHODS)}",
     ]
     run([sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--directory",

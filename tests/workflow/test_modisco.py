@@ -9,6 +9,7 @@ import h5py
 import numpy as np
 import pytest
 
+from plrp.outputs.h5 import open_relevance
 from workflow_support import PLRP, SNAKEFILE, quiet_env, require_tool, run
 
 # The shipped default model (None) explains its CTCF_AND_TP53 output, which needs both an
@@ -68,14 +69,15 @@ def test_match_helper():
 
 @pytest.fixture(scope="module")
 def modisco_inputs(tmp_path_factory):
-    """Simulated windows explained, merged, exported and run through `modisco motifs` by
-    workflow/Snakefile (2 shards); returns the folder of the target's modisco files."""
+    """Simulated windows explained (with per-window arrays: --arrays), merged, exported and
+    run through `modisco motifs` by workflow/Snakefile (2 shards); returns the folder of the
+    target's modisco files."""
     modisco = require_tool("modisco")
     root = tmp_path_factory.mktemp("modisco")
     run(PLRP + ["simulate", "-n", str(N_WINDOWS), "--seed", "3", "--out", str(root / "sim")])
     config = [f"fasta={root / 'sim.fa'}", "shards=2", "name=run", "out_dir=results",
               "device=cpu", "gpus_per_shard=0", "threads_per_shard=1", "bigwig=False",
-              f"plrp={sys.executable} -m plrp", "explain_args=--quiet",
+              f"plrp={sys.executable} -m plrp", "explain_args=--quiet --arrays",
               f"targets=[{TARGET}]", "methods=[plrp]",
               f"modisco_cmd={modisco}",
               f"modisco={{enabled: true, targets: [{TARGET}], method: plrp, "
@@ -98,12 +100,11 @@ def test_export_writes_what_modisco_reads(modisco_inputs):
         contrib = f["arr_0"]
     assert ohe.shape == hyp.shape == contrib.shape == (N_WINDOWS, 4, 200)
     assert ohe.dtype == hyp.dtype == np.float32
-    with h5py.File(modisco_inputs / "run.h5", "r") as h5:
-        group = h5[f"attributions/plrp/{TARGET}"]
-        assert np.array_equal(ohe, h5["windows/one_hot"][()].astype(np.float32))
-        assert np.array_equal(hyp, group["hypothetical"][()])
-        assert np.array_equal(contrib, group["relevance"][()])
-        n = h5["windows/start"].shape[0]
+    with open_relevance(modisco_inputs / "run.h5") as rel:
+        assert np.array_equal(ohe, rel.one_hot().astype(np.float32))
+        assert np.array_equal(hyp, rel.attribution("plrp", TARGET, "hypothetical"))
+        assert np.array_equal(contrib, rel.attribution("plrp", TARGET, "relevance"))
+        n = rel.n_windows
     # simulated sequences are pure ACGT: one base per position
     assert np.all(ohe.sum(axis=1) == 1)
     # contributions are the hypothetical ones at the observed base (epsilon rule, float64)

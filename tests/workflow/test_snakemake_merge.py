@@ -7,8 +7,12 @@ import shutil
 import subprocess
 import sys
 
+import gzip
+
 import h5py
 import numpy as np
+
+from plrp.outputs.h5 import open_relevance
 
 from workflow_support import (EXPLAIN_SETTINGS, METHODS, N_SHARDS, PLRP, SNAKEFILE, TARGETS,
                               assert_same_h5, quiet_env, run)
@@ -24,10 +28,15 @@ def test_snakemake_output_equals_unsharded_run(snakemake_run, unsharded):
     assert_same_h5(merged.with_suffix(".h5"), unsharded.with_suffix(".h5"))
     for t in TARGETS:
         for m in METHODS:
-            got = (snakemake_run / "results" / f"run.{t}.{m}.bedGraph").read_bytes()
-            want = unsharded.parent.joinpath(f"run.{t}.{m}.bedGraph").read_bytes()
-            assert got == want, f"{t}.{m}.bedGraph differs from the unsharded run"
-            assert got.count(b"\n") > 1000
+            for ext in ("bedGraph.gz", "bedGraph.gz.tbi"):
+                got = (snakemake_run / "results" / f"run.{t}.{m}.{ext}").read_bytes()
+                want = unsharded.parent.joinpath(f"run.{t}.{m}.{ext}").read_bytes()
+                assert got == want, f"{t}.{m}.{ext} differs from the unsharded run"
+            text = gzip.decompress((snakemake_run / "results" / f"run.{t}.{m}.bedGraph.gz")
+                                   .read_bytes())
+            assert text.count(b"\n") > 1000
+    # shards write no tracks of their own: the merge rebuilds them
+    assert not list((snakemake_run / "results" / "shards").glob("*.bedGraph*"))
     with h5py.File(merged.with_suffix(".h5"), "r") as h5:
         assert h5.attrs["shard"] == "1/1"
         assert h5.attrs["n_windows_skipped_n"] > 0      # the N stretch of chr2
@@ -47,14 +56,20 @@ def test_shards_really_split_overlapping_windows(snakemake_run, unsharded):
             assert h5.attrs["shard"] == f"{i}/{N_SHARDS}"
             counts.append(h5["windows/start"].shape[0])
     assert min(counts) > 0 and len(set(counts)) >= 1
-    glued = b"".join(
-        b"".join(line + b"\n" for line in
-                 path.with_name(path.stem + f".{TARGETS[0]}.plrp.bedGraph").read_bytes()
-                 .splitlines()[1:])
-        for path in shards)
-    want = b"".join(line + b"\n" for line in unsharded.parent.joinpath(
-        f"run.{TARGETS[0]}.plrp.bedGraph").read_bytes().splitlines()[1:])
-    assert sorted(glued.splitlines()) != sorted(want.splitlines())
+
+    def track(path):
+        with open_relevance(path) as f:
+            return {c: f.track("plrp", TARGETS[0], c) for c in f.track_chroms("plrp", TARGETS[0])}
+
+    want = track(unsharded.with_suffix(".h5"))
+    glued: dict = {}
+    for path in shards:
+        for chrom, (pos, val) in track(path).items():
+            old = glued.get(chrom, (pos[:0], val[:0]))
+            glued[chrom] = (np.concatenate([old[0], pos]), np.concatenate([old[1], val]))
+    assert sorted(glued) == sorted(want)
+    assert any(not (np.array_equal(glued[c][0], want[c][0])
+                    and np.array_equal(glued[c][1], want[c][1])) for c in want)
 
 
 def test_merge_cli_any_order_with_bigwig(snakemake_run, unsharded, tmp_path):
@@ -71,8 +86,8 @@ def test_merge_cli_any_order_with_bigwig(snakemake_run, unsharded, tmp_path):
     for t in TARGETS:
         for m in METHODS:
             stem = f"run.{t}.{m}"
-            assert (tmp_path / f"{stem}.bedGraph").read_bytes() == \
-                unsharded.parent.joinpath(f"{stem}.bedGraph").read_bytes()
+            assert (tmp_path / f"{stem}.bedGraph.gz").read_bytes() == \
+                unsharded.parent.joinpath(f"{stem}.bedGraph.gz").read_bytes()
             a = pyBigWig.open(str(tmp_path / f"{stem}.bw"))
             b = pyBigWig.open(str(unsharded.parent / f"{stem}.bw"))
             try:

@@ -19,9 +19,11 @@ REPO = Path(__file__).resolve().parents[2]
 SNAKEFILE = REPO / "workflow" / "Snakefile"
 PLRP = [sys.executable, "-m", "plrp"]
 # Settings every run of the shared data uses: overlapping windows (stride < window), both
-# methods (so tracks are named PREFIX.<target>.<method>.bedGraph), two of three targets.
+# methods (so tracks are named PREFIX.<target>.<method>.bedGraph.gz), two of three targets,
+# per-window arrays too (so the merge of every dataset is checked).
 EXPLAIN_SETTINGS = ["--stride", "70", "--method", "plrp", "--method", "lrp",
-                    "--target", "output_0", "--target", "output_2", "--device", "cpu"]
+                    "--target", "output_0", "--target", "output_2", "--device", "cpu",
+                    "--arrays"]
 TARGETS = ("output_0", "output_2")
 METHODS = ("plrp", "lrp")
 N_SHARDS = 3

@@ -1,4 +1,4 @@
-"""Hand a relevance file (contracts 4) to TF-MoDISco (modisco-lite).
+"""Hand a relevance file (outputs.h5) to TF-MoDISco (modisco-lite).
 
 ``modisco motifs -s ohe.npz -a attr.npz -n MAX_SEQLETS -w WINDOW`` reads two arrays of shape
 (N, 4, L), each as the member ``arr_0`` of an .npz archive: the one-hot sequences and the
@@ -14,12 +14,12 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from plrp.atomic import AtomicGroup
-from plrp.errors import InputError, PlrpError
-from plrp.genome.store import plain_attr
+from plrp.errors import PlrpError
+from plrp.outputs.h5 import open_relevance
+from plrp.outputs.space import output_errors
 
 log = logging.getLogger(__name__)
 
@@ -56,17 +56,6 @@ def _pick(available: list[str], wanted: str | None, what: str, path: Path) -> st
     )
 
 
-def _open_relevance(path: Path) -> h5py.File:
-    try:
-        h5 = h5py.File(path, "r")
-    except OSError as err:
-        raise InputError(f"{path}: not a readable HDF5 file ({err})") from None
-    if h5.attrs.get("format") != "plrp-relevance":
-        h5.close()
-        raise InputError(f"{path}: not a plrp relevance file (attribute format != plrp-relevance)")
-    return h5
-
-
 def export_modisco(
     h5_path: str | Path,
     out_dir: str | Path,
@@ -88,34 +77,27 @@ def export_modisco(
     ``method`` defaults to the only method in the file, else "plrp" if present; ``target``
     to the only target. ``top``: keep only the ``top`` windows with the largest explained
     score (ties: lower row first), still in file (genome) order -- a genome has far more
-    windows than modisco needs or can hold. Returns a ``ModiscoExport``. Raises ``PlrpError`` for a missing
-    method/target and ``InputError`` for a file that is not a plrp relevance file.
+    windows than modisco needs or can hold. Returns a ``ModiscoExport``. Raises ``PlrpError``
+    for a missing method/target or a file without per-window arrays (a whole-genome run:
+    they come with ``plrp explain --arrays`` or ``--regions``), ``InputError`` for a file
+    that is not a plrp relevance file (version 2).
     """
     h5_path = Path(h5_path)
     out_dir = Path(out_dir)
-    with _open_relevance(h5_path) as h5:
-        if "attributions" not in h5 or not len(h5["attributions"]):
-            raise InputError(f"{h5_path}: no /attributions group")
-        methods = sorted(h5["attributions"].keys())
+    with open_relevance(h5_path) as rel:
+        rel.require_arrays("plrp export modisco")
+        methods = sorted(rel.methods)
         if method is None and len(methods) > 1 and "plrp" in methods:
             method = "plrp"
         method = _pick(methods, method, "method", h5_path)
-        targets = sorted(h5["attributions"][method].keys())
-        target = _pick(targets, target, "target", h5_path)
-        group = h5["attributions"][method][target]
-        one_hot_ds = h5["windows/one_hot"]
-        n, channels, length = one_hot_ds.shape
-        if channels != 4 or group["hypothetical"].shape != (n, 4, length):
-            raise InputError(
-                f"{h5_path}: /windows/one_hot {one_hot_ds.shape} and "
-                f"{group.name}/hypothetical {group['hypothetical'].shape} are not both (N, 4, L)"
-            )
+        target = _pick(sorted(rel.targets), target, "target", h5_path)
+        n, length = rel.n_windows, rel.window
         if n == 0:
             raise PlrpError(f"{h5_path}: holds no windows; nothing to export")
         if top is not None and top < 1:
             raise PlrpError(f"--top {top}: must be at least 1")
         if top is not None and top < n:
-            score = group["score"][()].astype(np.float64)
+            score = rel.attribution(method, target, "score").astype(np.float64)
             rows = np.sort(np.argsort(-score, kind="stable")[:top])
         else:
             rows = np.arange(n)
@@ -129,20 +111,20 @@ def export_modisco(
             hi = min(k, lo + _ROWS_PER_STEP)
             # all rows: plain slices; chosen rows (increasing): h5py point selection
             sel = slice(lo, hi) if k == n else rows[lo:hi]
-            one_hot[lo:hi] = one_hot_ds[sel]
-            hypothetical[lo:hi] = group["hypothetical"][sel]
-            contributions[lo:hi] = group["relevance"][sel]
-        chrom = h5["windows/chrom"].asstr()[()][rows].tolist()
-        start = h5["windows/start"][()][rows]
-        end = h5["windows/end"][()][rows]
-        index = h5["windows/index"][()][rows]
+            one_hot[lo:hi] = rel.one_hot(sel)
+            hypothetical[lo:hi] = rel.attribution(method, target, "hypothetical", sel)
+            contributions[lo:hi] = rel.attribution(method, target, "relevance", sel)
+        win = rel.windows()
+        chrom = win["chrom"][rows].tolist()
+        start, end, index = win["start"][rows], win["end"][rows], win["index"][rows]
         provenance = {
             "source": str(h5_path),
             "method": method,
             "target": target,
-            "model_sha256": str(h5.attrs.get("model_sha256", "")),
-            "composite": str(h5.attrs.get("composite", "")),
-            "group_attrs": {k: plain_attr(v) for k, v in group.attrs.items()},
+            "model_sha256": str(rel.attrs.get("model_sha256", "")),
+            "composite": str(rel.attrs.get("composite", "")),
+            "array_dtype": rel.array_dtype,
+            "group_attrs": rel.method_attrs(method, target),
         }
 
     paths = {
@@ -152,8 +134,8 @@ def export_modisco(
         "bed": out_dir / "windows.bed",
         "readme": out_dir / "README.txt",
     }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with AtomicGroup() as outputs:
+    with output_errors(out_dir), AtomicGroup() as outputs:
+        out_dir.mkdir(parents=True, exist_ok=True)
         tmp = outputs.path
 
         # np.savez_compressed appends ".npz" unless the name already ends with it; the

@@ -30,6 +30,8 @@ from matplotlib.transforms import Affine2D  # noqa: E402
 
 from plrp.atomic import atomic_path  # noqa: E402
 from plrp.errors import InputError, PlrpError  # noqa: E402
+from plrp.outputs.h5 import open_relevance  # noqa: E402
+from plrp.outputs.space import output_errors  # noqa: E402
 
 ALPHABET = "ACGT"
 BASE_COLOURS = ("#109648", "#255C99", "#F7B32B", "#D62839")  # A green, C blue, G amber, T red
@@ -101,80 +103,85 @@ def _method_label(method: str, attrs: dict) -> str:
     return f"{name} {p}".strip()
 
 
-def read_region(h5_path: str | Path, region: Region, target: str | None = None
-                ) -> tuple[str, list[LogoTrack]]:
-    """Read the relevance of ``region`` from a relevance file (contracts 4) with plain h5py.
+def read_region(h5_path: str | Path, region: Region, target: str | None = None,
+                fasta: str | Path | None = None) -> tuple[str, list[LogoTrack]]:
+    """Read the relevance of ``region`` from a relevance file (outputs.h5).
 
-    Every position takes the window whose centre is nearest (ties: the earlier window), like
-    the default track merge; heights are that window's relevance summed over the 4 channels.
+    Heights are the per-base track of each method (the run's merge rule and sparsity; a
+    base missing from the track is 0). Bases come from the per-window one-hot when the file
+    has arrays, else from the FASTA: ``fasta``, or the one recorded in the file.
     Returns (target, one LogoTrack per method: LRP first). Raises :class:`PlrpError` for an
-    unknown chromosome/target, a region outside the chromosome or covered by no window.
+    unknown chromosome/target, a region outside the chromosome or covered by no window, or
+    no readable FASTA for a file without arrays.
     """
-    import h5py
-
     h5_path = Path(h5_path)
-    try:
-        h5 = h5py.File(h5_path, "r")
-    except FileNotFoundError:
-        raise InputError(f"{h5_path}: no such file") from None
-    except OSError as err:
-        raise InputError(f"{h5_path}: not a readable HDF5 file ({err})") from None
-    with h5:
-        if _attr(h5.attrs.get("format")) != "plrp-relevance" or "windows" not in h5:
-            raise InputError(f"{h5_path}: not a plrp relevance file")
-        names = [str(n) for n in h5["chroms/name"].asstr()[()]]
-        lengths = dict(zip(names, h5["chroms/length"][()].tolist()))
+    with open_relevance(h5_path) as rel:
+        lengths = dict(rel.chroms)
         if region.chrom not in lengths:
+            names = [c for c, _ in rel.chroms]
             shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
             raise PlrpError(f"region {region}: chromosome {region.chrom!r} is not in "
                             f"{h5_path} (chromosomes: {shown})")
         if region.end > lengths[region.chrom]:
             raise PlrpError(f"region {region}: outside {region.chrom} "
                             f"(length {lengths[region.chrom]})")
-        methods = [m for m in ("lrp", "plrp") if m in h5.get("attributions", {})]
-        methods += [m for m in h5.get("attributions", {}) if m not in methods]
-        if not methods:
+        methods = [m for m in ("lrp", "plrp") if m in rel.methods]
+        methods += [m for m in rel.methods if m not in methods]
+        if not methods or not rel.targets:
             raise InputError(f"{h5_path}: holds no attributions")
-        targets = sorted({t for m in methods for t in h5[f"attributions/{m}"]})
         if target is None:
-            if len(targets) != 1:
-                raise PlrpError(f"{h5_path} holds targets {', '.join(targets)}; pick one with "
-                                "--target")
-            target = targets[0]
-        if target not in targets:
-            raise PlrpError(f"--target {target}: not in {h5_path} (targets: {', '.join(targets)})")
+            if len(rel.targets) != 1:
+                raise PlrpError(f"{h5_path} holds targets {', '.join(rel.targets)}; pick one "
+                                "with --target")
+            target = rel.targets[0]
+        if target not in rel.targets:
+            raise PlrpError(f"--target {target}: not in {h5_path} (targets: "
+                            f"{', '.join(rel.targets)})")
 
-        chrom = h5["windows/chrom"].asstr()[()]
-        start, end = h5["windows/start"][()], h5["windows/end"][()]
-        hit = np.flatnonzero((chrom == region.chrom) & (start < region.end) & (end > region.start))
+        hit = rel.window_rows(region.chrom, region.start, region.end)
         if hit.size == 0:
             raise PlrpError(f"region {region}: no window of {h5_path} covers it")
         n = region.end - region.start
         pos = np.arange(region.start, region.end)
+        win = rel.windows(hit)
+        start, end = win["start"], win["end"]
         # nearest-centre window per position (ties: lower row = earlier window)
-        centre = (start[hit] + end[hit]) / 2.0
-        inside = (pos[None, :] >= start[hit][:, None]) & (pos[None, :] < end[hit][:, None])
+        centre = (start + end) / 2.0
+        inside = (pos[None, :] >= start[:, None]) & (pos[None, :] < end[:, None])
         dist = np.where(inside, np.abs(pos[None, :] + 0.5 - centre[:, None]), np.inf)
         best = np.argmin(dist, axis=0)
         covered = np.isfinite(dist[best, np.arange(n)])
-        rows = hit[best]
-        offset = pos - start[rows]
-        one_hot = h5["windows/one_hot"][hit.tolist()]           # (h, 4, L)
-        local = best
-        cols = np.where(covered, offset, 0)
-        bases_oh = one_hot[local, :, cols]                       # (n, 4)
-        bases = np.where(bases_oh.sum(axis=1) > 0, bases_oh.argmax(axis=1), -1)
+        if rel.has_arrays:
+            cols = np.where(covered, pos - start[best], 0)
+            bases_oh = rel.one_hot(hit.tolist())[best, :, cols]           # (n, 4)
+            bases = np.where(bases_oh.sum(axis=1) > 0, bases_oh.argmax(axis=1), -1)
+        else:
+            bases = _bases_from_fasta(fasta or rel.attrs.get("fasta"), region, h5_path)
         bases = np.where(covered, bases, -1)
         tracks = []
         for m in methods:
-            grp = h5.get(f"attributions/{m}/{target}")
-            if grp is None:
-                continue
-            rel = grp["relevance"][hit.tolist()].sum(axis=1)   # (h, L)
-            heights = np.where(covered, rel[local, cols], 0.0).astype(np.float64)
-            attrs = {k: _attr(v) for k, v in grp.attrs.items()}
-            tracks.append(LogoTrack(bases, heights, covered, _method_label(m, attrs)))
+            heights = np.zeros(n, np.float64)
+            for p, v in rel.track_chunks(m, target, region.chrom):
+                sel = (p >= region.start) & (p < region.end)
+                heights[p[sel] - region.start] = v[sel]
+            tracks.append(LogoTrack(bases, heights, covered,
+                                    _method_label(m, rel.method_attrs(m, target))))
     return target, tracks
+
+
+def _bases_from_fasta(fasta, region: Region, h5_path: Path) -> np.ndarray:
+    """Bases (n,) 0..3 = A C G T, -1 = N/other, of ``region`` read from ``fasta``."""
+    from plrp.genome.fasta import FastaReader, base_indices
+
+    if not fasta or not Path(fasta).is_file():
+        raise PlrpError(f"{h5_path} holds no per-window one-hot and the FASTA it names "
+                        f"({fasta or 'none'}) cannot be read; give the FASTA with --fasta")
+    with FastaReader(fasta, validate=False) as reader:
+        if region.chrom not in dict(reader.chroms):
+            raise InputError(f"{fasta}: no sequence {region.chrom!r}; give the FASTA the "
+                             f"run explained with --fasta")
+        idx = base_indices(reader.fetch(region.chrom, region.start, region.end).upper())
+    return np.where(idx < 4, idx.astype(np.int64), -1)
 
 
 def read_truth(bed: str | Path, region: Region) -> list[tuple[int, int, str]]:
@@ -239,15 +246,17 @@ def draw_logo(ax, x: np.ndarray, bases: np.ndarray, heights: np.ndarray,
 
 
 def plot_region(h5_path: str | Path, region: str | Region, out_png: str | Path, *,
-                target: str | None = None, truth_bed: str | Path | None = None) -> Path:
+                target: str | None = None, truth_bed: str | Path | None = None,
+                fasta: str | Path | None = None) -> Path:
     """Write a PNG logo of ``region`` (one panel per method in the file, LRP on top).
 
     Size: :func:`logo_figure_size` pixels at 100 dpi. Truth motifs (``truth_bed``) are shaded
-    and named. Returns the path written (atomically).
+    and named. ``fasta``: where to read the bases when the file has no per-window one-hot
+    (default: the FASTA the file names). Returns the path written (atomically).
     """
     if not isinstance(region, Region):
         region = parse_region(region)
-    target, tracks = read_region(h5_path, region, target)
+    target, tracks = read_region(h5_path, region, target, fasta)
     truth = read_truth(truth_bed, region) if truth_bed else []
     n = region.end - region.start
     w_px, h_px = logo_figure_size(n, len(tracks))
@@ -281,7 +290,7 @@ def plot_region(h5_path: str | Path, region: str | Region, out_png: str | Path, 
     fig.subplots_adjust(left=max(0.6 / (w_px / DPI), 0.02), right=0.99,
                         top=1 - 0.45 / (h_px / DPI), bottom=0.55 / (h_px / DPI), hspace=0.45)
     out_png = Path(out_png)
-    with atomic_path(out_png) as tmp:
+    with output_errors(out_png), atomic_path(out_png) as tmp:
         fig.savefig(tmp, format="png", dpi=DPI)
     plt.close(fig)
     return out_png

@@ -1,0 +1,117 @@
+"""Host memory policy of long runs: the glibc heap and the page cache of written outputs.
+
+Two settings that decide how a genome-scale run uses the machine's memory, kept in one
+place so the explain job (and the benchmarks) tune them through one seam:
+
+- The heap (:func:`tune_cpu_allocator`, :func:`release_free_memory`): glibc keeps freed
+  tensor memory for the next batch instead of faulting it in again page by page, and gives
+  it back only when a lot lies free.
+- The page cache (:class:`WrittenPages`): outputs leave the cache as they grow.
+
+Why the page cache: before the sparse tracks a genome-wide ``plrp explain`` wrote about
+150 MB per Mbp (HDF5 and bedGraph), tens of GB in all. Left alone, every page of it stays cached, first dirty, then clean until memory
+runs out; growing the cache that far cost the writing thread 10 s of system time per
+20 Mbp on the 2-core test machine (a quarter of the write time; a 5 GB plain write: 6.7 s
+of system time, 1.3 s with this), and under a cluster job's memory cgroup the cache is
+charged to the job. So, as ``dd oflag=nocache`` does, each time an output has grown by
+``every`` bytes, ``POSIX_FADV_DONTNEED`` starts writeback of its dirty pages and drops
+those already on disk. The data is unaffected: only clean pages are dropped, and a later
+read (bigWig, a downstream tool) reads them from disk.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import os
+
+DEFAULT_EVERY = 64 << 20
+
+
+class WrittenPages:
+    """Drop the written pages of the open file ``fd`` from the page cache as it grows.
+
+    Call :meth:`check` after writes; each time the file has grown by ``every`` bytes
+    (default 64 MiB) since the last drop, it drops and returns True. No-op where the
+    platform has no ``posix_fadvise`` (macOS) or the file does not take it (a pipe).
+    """
+
+    def __init__(self, fd: int, every: int | None = None):
+        self.fd = fd
+        self.every = DEFAULT_EVERY if every is None else int(every)
+        self._dropped_at = 0
+        self._usable = hasattr(os, "posix_fadvise")
+
+    def check(self) -> bool:
+        if not self._usable:
+            return False
+        size = os.fstat(self.fd).st_size
+        if size - self._dropped_at < self.every:
+            return False
+        try:
+            os.posix_fadvise(self.fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        except OSError:  # e.g. ESPIPE: not a regular file; nothing to drop
+            self._usable = False
+            return False
+        self._dropped_at = size
+        return True
+
+
+@functools.lru_cache(maxsize=1)
+def _glibc():
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt, libc.malloc_trim  # noqa: B018  (glibc only)
+    except (OSError, AttributeError):
+        return None
+    if hasattr(libc, "mallinfo2"):  # glibc >= 2.33
+        libc.mallinfo2.restype = _MallInfo2
+    return libc
+
+
+def tune_cpu_allocator() -> bool:
+    """Make glibc keep freed tensor memory for reuse; returns whether it applied.
+
+    By default glibc serves blocks over 32 MiB from fresh mmap()s and trims the heap when
+    they are freed, so every large activation or relevance tensor is faulted in page by
+    page again on each batch: that halved LRP throughput on BPNet-sized layers at batch 64
+    (benchmarks/engine.py). Here everything comes from the heap and the heap is not trimmed
+    on every free; long jobs call :func:`release_free_memory` now and then, so freed but
+    fragmented heap pages do not pile up. Process-wide, so the CLI and the benchmarks call
+    it; a notebook user may. No-op off glibc, or with PLRP_MALLOC_TUNING=0 set.
+    """
+    if os.environ.get("PLRP_MALLOC_TUNING", "1") == "0":
+        return False
+    libc = _glibc()
+    if libc is None:
+        return False
+    m_trim_threshold, m_mmap_max = -1, -4
+    return bool(libc.mallopt(m_mmap_max, 0)) and bool(libc.mallopt(m_trim_threshold,
+                                                                     2**31 - 1))
+
+
+def release_free_memory(above: int = 0) -> bool:
+    """Give the heap's free pages back to the kernel (glibc ``malloc_trim``) when it holds
+    more than ``above`` bytes of free memory; returns whether it trimmed. No-op off glibc.
+
+    A trim costs re-faulting every page the next batch reuses: trimming every 8 batches
+    cost ``plrp explain`` 6% of its throughput with the shipped model, so it checks every
+    8 and trims only past a bound (glibc >= 2.33 reports its free bytes; older ones always
+    trim).
+    """
+    libc = _glibc()
+    if libc is None:
+        return False
+    if above > 0 and hasattr(libc, "mallinfo2"):
+        if libc.mallinfo2().fordblks <= above:
+            return False
+    libc.malloc_trim(0)
+    return True
+
+
+class _MallInfo2(ctypes.Structure):
+    """glibc's ``struct mallinfo2`` (all size_t): ``fordblks`` is the heap's free bytes."""
+
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+        "fordblks", "keepcost")]

@@ -1,0 +1,1 @@
+"""Jobs: each joins genome, engine, models and outputs for one command (imports go down only)."""

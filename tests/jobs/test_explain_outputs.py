@@ -1,0 +1,158 @@
+"""Output tiers, sparse tracks against an independent reference, bgzip + tabix, --target all."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from plrp.cli import main
+from plrp.errors import PlrpError
+from plrp.outputs.bedgraph import read_bedgraph
+from plrp.jobs.explain import explain_fasta
+from plrp.models.checkpoint import save_checkpoint
+from plrp.outputs.h5 import open_relevance
+
+from .conftest import TARGETS, listing, small_model
+
+QUIET = dict(progress=False)
+
+
+def ref_sparse(r: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """The mass rule in float64, one window (L,) at a time: per sign, zero the
+    smallest-|r| bases (ties: lower position first) whose running mass stays within
+    ``fraction`` of that sign's mass. Returns (kept values, ambiguous) where ambiguous
+    marks bases whose running mass lies within 1e-4 of the cut (float32 rounding may
+    put them on either side)."""
+    out = r.astype(np.float64).copy()
+    ambiguous = np.zeros(r.shape, bool)
+    for sign in (1.0, -1.0):
+        idx = [i for i in range(r.size) if sign * r[i] > 0]
+        idx.sort(key=lambda i: (abs(r[i]), i))
+        total = sum(abs(float(r[i])) for i in idx)
+        run = 0.0
+        for i in idx:
+            run += abs(float(r[i]))
+            if abs(run - fraction * total) <= 1e-4 * total:
+                ambiguous[i] = True
+            if run <= fraction * total:
+                out[i] = 0.0
+    return out, ambiguous
+
+
+def nearest_centre(starts, ends, per_base, length):
+    """Per-base track from windows by brute force: the window whose centre is nearest."""
+    best = np.full(length, np.inf)
+    out = np.zeros(length)
+    source = np.full(length, -1)
+    for k in range(len(starts)):
+        s, e = int(starts[k]), int(ends[k])
+        d = np.abs(np.arange(s, e) + 0.5 - (s + e) / 2)
+        better = d < best[s:e]
+        out[s:e] = np.where(better, per_base[k, :e - s], out[s:e])
+        source[s:e] = np.where(better, k, source[s:e])
+        best[s:e] = np.where(better, d, best[s:e])
+    return out, source
+
+
+@pytest.mark.parametrize("fraction", [0.3, 0.6])
+def test_sparse_track_equals_the_mass_rule_reference(genome, model_path, tmp_path, fraction):
+    res = explain_fasta(genome, tmp_path / "s", model=model_path, stride=70, arrays=True,
+                        sparsity=fraction, bedgraph="plain", **QUIET)
+    dense = explain_fasta(genome, tmp_path / "d", model=model_path, stride=70, arrays=True,
+                          sparsity=0.0, bedgraph="none", **QUIET)
+    with open_relevance(res.h5) as st, open_relevance(dense.h5) as dn:
+        win = st.windows()
+        for t in TARGETS:
+            per_base = st.attribution("plrp", t).astype(np.float64).sum(axis=1)
+            np.testing.assert_array_equal(st.attribution("plrp", t),
+                                          dn.attribution("plrp", t))
+            kept, unsure = zip(*(ref_sparse(row, fraction) for row in per_base))
+            kept, unsure = np.array(kept), np.array(unsure)
+            stored_dense = stored_sparse = 0
+            for chrom, n in st.chroms:
+                sel = win["chrom"] == chrom
+                ref, src = nearest_centre(win["start"][sel], win["end"][sel], kept[sel], n)
+                amb = np.zeros(n, bool)
+                for k, (s, e) in enumerate(zip(win["start"][sel], win["end"][sel])):
+                    amb[s:e] |= (src[s:e] == k) & unsure[sel][k, :e - s]
+                pos, val = st.track("plrp", t, chrom)
+                got = np.zeros(n)
+                got[pos] = val
+                ok = ~amb
+                np.testing.assert_array_equal(got[ok] != 0, ref[ok] != 0)
+                np.testing.assert_allclose(got[ok], ref[ok], rtol=1e-5, atol=1e-7)
+                stored_sparse += pos.size
+                stored_dense += dn.track("plrp", t, chrom)[0].size
+            assert res.stored["plrp", t] == stored_sparse
+            # the rule drops at least the share of bases a mass share implies: here many
+            assert stored_sparse < (0.75 if fraction == 0.3 else 0.5) * stored_dense
+    rows = read_bedgraph(res.bedgraphs["plrp", "tA"])
+    assert sum(e - s for _, s, e, _ in rows) == res.stored["plrp", "tA"]
+
+
+def test_tiers_whole_genome_regions_arrays_and_float16(genome, model_path, tmp_path):
+    whole = explain_fasta(genome, tmp_path / "w", model=model_path, targets=["tA"], **QUIET)
+    assert listing(tmp_path) == ["w.h5", "w.tA.bedGraph.gz", "w.tA.bedGraph.gz.tbi"]
+    bed = tmp_path / "r.bed"
+    bed.write_text("chr1\t100\t600\n")
+    reg = explain_fasta(genome, tmp_path / "r", model=model_path, targets=["tA"],
+                        regions=bed, bedgraph="none", **QUIET)
+    no = explain_fasta(genome, tmp_path / "n", model=model_path, targets=["tA"],
+                       regions=bed, arrays=False, bedgraph="none", **QUIET)
+    half = explain_fasta(genome, tmp_path / "h", model=model_path, targets=["tA"],
+                         regions=bed, array_dtype="float16", bedgraph="none", **QUIET)
+    with (open_relevance(whole.h5) as w, open_relevance(reg.h5) as r,
+          open_relevance(no.h5) as n, open_relevance(half.h5) as h):
+        assert not w.has_arrays and r.has_arrays and not n.has_arrays and h.has_arrays
+        assert w.attribution("plrp", "tA", "score").shape == (w.n_windows,)
+        with pytest.raises(PlrpError, match="--arrays"):
+            w.attribution("plrp", "tA")
+        assert h.array_dtype == "float16"
+        for name in ("relevance", "hypothetical"):
+            np.testing.assert_array_equal(h.attribution("plrp", "tA", name),
+                                          r.attribution("plrp", "tA", name)
+                                          .astype(np.float16).astype(np.float32))
+        # the tracks do not depend on the tier
+        for chrom in ("chr1",):
+            for a, b in zip(r.track("plrp", "tA", chrom), n.track("plrp", "tA", chrom)):
+                np.testing.assert_array_equal(a, b)
+
+
+def test_bgzip_bedgraph_answers_a_real_tabix_query(genome, model_path, tmp_path):
+    import pysam
+
+    gz = explain_fasta(genome, tmp_path / "z", model=model_path, targets=["tB"], stride=50,
+                       **QUIET)
+    plain = explain_fasta(genome, tmp_path / "p", model=model_path, targets=["tB"],
+                          stride=50, bedgraph="plain", **QUIET)
+    path = gz.bedgraphs["plrp", "tB"]
+    assert path.name == "z.tB.bedGraph.gz" and path.with_suffix(".gz.tbi").is_file()
+    rows = read_bedgraph(plain.bedgraphs["plrp", "tB"])
+    with pysam.TabixFile(str(path)) as tbx:
+        assert sorted(tbx.contigs) == ["chr1", "chr2"]
+        for chrom, a, b in [("chr1", 0, 1700), ("chr2", 250, 731), ("chr2", 1999, 2000)]:
+            got = [tuple(line.split("\t")) for line in tbx.fetch(chrom, a, b)]
+            want = [r for r in rows if r[0] == chrom and r[2] > a and r[1] < b]
+            assert [(c, int(s), int(e), float(v)) for c, s, e, v in got] == want
+            assert got or chrom == "chr2" and a == 1999
+
+
+def test_target_all_refused_past_max_targets_with_size_and_time(genome, tmp_path):
+    many = tmp_path / "many.safetensors"
+    save_checkpoint(many, small_model(5, [f"o{i}" for i in range(5)]))
+    with pytest.raises(PlrpError) as err:
+        explain_fasta(genome, tmp_path / "o" / "x", model=many, targets=["all"],
+                      max_targets=3, **QUIET)
+    msg = str(err.value)
+    assert "5 targets" in msg and "--max-targets 5" in msg and " h of engine time" in msg
+    assert "B" in msg.split("write about", 1)[1].split(" and ")[0]  # a size, e.g. "1.2 MB"
+    assert listing(tmp_path / "o") == []
+    res = CliRunner().invoke(main, ["explain", "--fasta", str(genome), "--model", str(many),
+                                    "--out", str(tmp_path / "c" / "x"), "--target", "all",
+                                    "--max-targets", "3", "--quiet"])
+    assert res.exit_code == 2 and res.output.count("\n") == 1, res.output
+    ok = explain_fasta(genome, tmp_path / "k" / "x", model=many, targets=["all"],
+                       max_targets=5, bedgraph="none", **QUIET)
+    with open_relevance(ok.h5) as st:
+        assert st.targets == [f"o{i}" for i in range(5)]

@@ -1,0 +1,214 @@
+"""Track files as genome tools read them: plain bedGraph, bgzip + tabix, bigWig; full disks."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from plrp.errors import NoSpaceError
+from plrp.outputs.bedgraph import (BedGraphWriter, BgzipBedGraphWriter, index_suffix,
+                                   read_bedgraph)
+from plrp.outputs.bigwig import BigWigWriter
+from plrp.outputs.trackfiles import TRACK_FORMATS, open_track_writers
+
+SIZES = {"chr2": 3000, "chr10": 2000, "chr1": 2500, "Z": 50}
+ORDER = ["Z", "chr1", "chr10", "chr2"]          # byte order
+
+
+@pytest.fixture(scope="module")
+def tracks():
+    rng = np.random.default_rng(3)
+    out = {}
+    for c, n in SIZES.items():
+        if c == "Z":
+            continue                              # a sequence without stored bases
+        pos = np.flatnonzero(rng.random(n) < 0.6)
+        val = np.round(rng.normal(size=pos.size), 1).astype(np.float32)  # many equal runs
+        val[val == 0] = 0.5
+        val[::50] = rng.normal(size=val[::50].size).astype(np.float32)   # exact float32s
+        out[c] = (pos, val)
+    return out
+
+
+def _feed(writer, tracks, piece=37):
+    for c in ORDER:
+        if c in tracks:
+            pos, val = tracks[c]
+            for a in range(0, pos.size, piece):   # runs cross the cuts
+                writer.add(c, pos[a:a + piece], val[a:a + piece])
+
+
+def _runs_by_hand(tracks):
+    """[(chrom, start, end, value)]: equal adjacent bases joined (a plain loop)."""
+    runs = []
+    for c in ORDER:
+        if c not in tracks:
+            continue
+        for p, v in zip(tracks[c][0].tolist(), tracks[c][1].tolist()):
+            if runs and runs[-1][0] == c and runs[-1][2] == p and runs[-1][3] == v:
+                runs[-1][2] = p + 1
+            else:
+                runs.append([c, p, p + 1, v])
+    return [(c, a, b, np.float32(v)) for c, a, b, v in runs]
+
+
+def _f32(rows):
+    return [(c, s, e, np.float32(v)) for c, s, e, v in rows]
+
+
+def test_plain_bedgraph_byte_order_track_line_and_exact_values(tmp_path, tracks):
+    path = tmp_path / "t.bedGraph"
+    with BedGraphWriter(path, list(SIZES.items()), track_line='track type=bedGraph name="t"') as w:
+        _feed(w, tracks)
+    text = path.read_text()
+    assert text.startswith('track type=bedGraph name="t"\n')
+    rows = _f32(read_bedgraph(path))
+    assert w.n_intervals == len(rows)
+    assert rows == _runs_by_hand(tracks)
+    env = dict(os.environ, LC_ALL="C")
+    sorted_text = subprocess.run(["sort", "-k1,1", "-k2,2n"], input=text.split("\n", 1)[1],
+                                 capture_output=True, text=True, env=env, check=True).stdout
+    assert sorted_text == text.split("\n", 1)[1]
+    # values are the exact float32s
+    for c, s, e, v in rows:
+        pos, val = tracks[c]
+        assert np.float32(v) == val[np.searchsorted(pos, s)]
+
+
+def _tool(name):
+    path = shutil.which(name)
+    assert path, f"{name} is not installed; .ci/run installs it (apt-get install tabix)"
+    return path
+
+
+def test_bgzip_bedgraph_is_read_by_tabix_and_pysam(tmp_path, tracks):
+    import pysam
+
+    path = tmp_path / "t.bedGraph.gz"
+    with BgzipBedGraphWriter(path, list(SIZES.items())) as w:
+        _feed(w, tracks)
+    assert sorted(os.listdir(tmp_path)) == ["t.bedGraph.gz", "t.bedGraph.gz.tbi"]
+    want = _runs_by_hand(tracks)
+    assert _f32(read_bedgraph(path)) == want              # no track line inside
+    tabix = _tool("tabix")
+    for chrom, a, b in (("chr10", 1500, 1600), ("chr1", 0, 100), ("chr2", 2990, 3000)):
+        # tabix regions are 1-based, inclusive: chr:a+1-b is 0-based [a, b)
+        got = subprocess.run([tabix, str(path), f"{chrom}:{a + 1}-{b}"], capture_output=True,
+                             text=True, check=True).stdout.splitlines()
+        hit = [r for r in want if r[0] == chrom and r[1] < b and r[2] > a]
+        assert len(got) == len(hit) > 0
+        assert [tuple(x.split("\t")[:3]) for x in got] == \
+            [(c, str(s), str(e)) for c, s, e, _ in hit]
+        assert [np.float32(x.split("\t")[3]) for x in got] == [np.float32(v) for *_, v in hit]
+        with pysam.TabixFile(str(path)) as tf:
+            assert list(tf.fetch(chrom, a, b)) == got
+    assert subprocess.run([tabix, str(path), "Z"], capture_output=True, text=True,
+                          check=True).stdout == ""
+    # tabix -p bed indexes our file the same way
+    copy = tmp_path / "copy.bedGraph.gz"
+    shutil.copy(path, copy)
+    subprocess.run([tabix, "-p", "bed", str(copy)], check=True)
+    assert gzip.decompress((tmp_path / "copy.bedGraph.gz.tbi").read_bytes()) == \
+        gzip.decompress((tmp_path / "t.bedGraph.gz.tbi").read_bytes())
+    text = subprocess.run([_tool("bgzip"), "-dc", str(path)], capture_output=True, text=True,
+                          check=True).stdout
+    assert not text.startswith("track") and text.count("\n") == len(want)
+
+
+def test_bgzip_index_is_csi_for_sequences_over_2_29():
+    assert index_suffix([("a", 1000)]) == ".tbi"
+    assert index_suffix([("a", 1000), ("b", 1 << 29)]) == ".csi"
+
+
+def test_bigwig_reads_back_bit_exact(tmp_path, tracks):
+    import pyBigWig
+
+    path = tmp_path / "t.bw"
+    w = BigWigWriter(path, list(SIZES.items()))
+    _feed(w, tracks)
+    assert w.close() == len(_runs_by_hand(tracks))
+    bw = pyBigWig.open(str(path))
+    try:
+        assert bw.chroms() == SIZES
+        got = [(c, s, e, v) for c in ORDER for s, e, v in (bw.intervals(c) or [])]
+        for c in ("chr1", "chr2"):
+            dense = np.nan_to_num(np.array(bw.values(c, 0, SIZES[c]), dtype=np.float32))
+            want = np.zeros(SIZES[c], np.float32)
+            want[tracks[c][0]] = tracks[c][1]
+            np.testing.assert_array_equal(dense, want)
+    finally:
+        bw.close()
+    want = _runs_by_hand(tracks)
+    assert [g[:3] for g in got] == [w_[:3] for w_ in want]
+    assert np.array_equal(np.array([g[3] for g in got], np.float32),
+                          np.array([w_[3] for w_ in want], np.float32))
+
+
+@pytest.mark.parametrize("name", list(TRACK_FORMATS))
+def test_abort_leaves_nothing_and_order_is_checked(tmp_path, tracks, name):
+    writers = open_track_writers([name], str(tmp_path / "x"), list(SIZES.items()), "track x",
+                                 temp=lambda p: p.with_name("." + p.name + ".tmp"))
+    w = writers[name]
+    w.add("chr10", *tracks["chr10"])
+    with pytest.raises(ValueError, match="byte order"):
+        w.add("chr1", *tracks["chr1"])
+    w.abort()
+    assert os.listdir(tmp_path) == []
+    # and a finished writer stands for its final names, index included
+    w = open_track_writers([name], str(tmp_path / "y"), list(SIZES.items()), "track y")[name]
+    _feed(w, tracks)
+    w.close()
+    finals = sorted(p.name for _, p in w.final_paths)
+    assert sorted(os.listdir(tmp_path)) == finals
+    assert finals[0] == "y" + TRACK_FORMATS[name].suffix
+
+
+_FULL_DISK_CHILD = textwrap.dedent("""
+    import resource, sys
+    import numpy as np
+    from plrp.errors import OutputError
+    from plrp.outputs.bigwig import BigWigWriter
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64 << 10, 64 << 10))
+    rng = np.random.default_rng(0)
+    w = BigWigWriter(sys.argv[1], [("chr1", 5_000_000)])
+    pos = np.arange(2_000_000)
+    try:
+        w.add("chr1", pos, rng.normal(size=pos.size).astype(np.float32))
+        w.close()
+    except OutputError as err:
+        print(type(err).__name__, err.exit_code, err)
+        sys.exit(0)
+    print("no error")
+""")
+
+
+def test_bigwig_on_a_full_disk_is_a_one_line_error(tmp_path):
+    """A file-size limit (as a full disk) under pyBigWig: NoSpaceError, no crash, no file."""
+    path = tmp_path / "full.bw"
+    proc = subprocess.run([sys.executable, "-c", _FULL_DISK_CHILD, str(path)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = proc.stdout.strip()
+    assert out.startswith("NoSpaceError 6 ") and str(path) in out, out
+    assert "file-size limit" in out and len(out.splitlines()) == 1
+    assert not path.exists() and os.listdir(tmp_path) == []
+    assert NoSpaceError.exit_code == 6
+
+
+def test_bigwig_that_cannot_be_written_is_an_output_error(tmp_path, tracks):
+    from plrp.errors import OutputError
+
+    w = BigWigWriter(tmp_path / "no-such-folder" / "x.bw", list(SIZES.items()))
+    with pytest.raises(OutputError) as err:
+        _feed(w, tracks)
+        w.close()
+    assert not isinstance(err.value, NoSpaceError)
+    assert "x.bw" in str(err.value) and "\n" not in str(err.value)
+    assert os.listdir(tmp_path) == []

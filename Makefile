@@ -78,7 +78,7 @@ evaluate: $(VENV)/.installed-test
 	$(PLRP) simulate --out $$tmp/heldout -n $(EVAL_N_WINDOWS) --length 200 --seed $(EVAL_SIM_SEED) && \
 	$(PLRP) evaluate --fasta $$tmp/heldout.fa --truth $$tmp/heldout.motifs.bed \
 		--target $(EVAL_TARGETS) --windows positive --p $(EVAL_P) --variant lambda,m \
-		--out docs/figures/evaluation --report docs/evaluation.md --report-section heldout
+		--out docs/figures/evaluation --report docs/evaluation.md --report-section heldout && \
 	$(PLRP) evaluate --fasta $$tmp/heldout.fa --truth $$tmp/heldout.motifs.bed \
 		--target $(EVAL_TARGETS) --windows positive --p $(DEFAULT_P) --variant lambda \
 		--sparsity $(EVAL_SPARSITY) --out docs/figures/evaluation-sparse \

@@ -71,15 +71,12 @@ from plrp.jobs.explain import ARRAY_DTYPES, BEDGRAPH_CHOICES, PRECISIONS
 @click.option("--max-targets", type=int, default=DEFAULT_MAX_TARGETS, show_default=True,
               help="Refuse more targets than this, with a size and time estimate.")
 @click.option("--shard", default=None, help="I/N: explain only the I-th of N window blocks.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--quiet", is_flag=True, help="No progress bar or summary line (warnings stay).")
 def explain(fasta, out_prefix, targets, methods, quiet, **options) -> None:
     """Explain every window of FASTA with (P)LRP; write PREFIX.h5 and per-base tracks."""
-    import logging
-
     from plrp.jobs.explain import explain_fasta
 
-    if quiet:
-        logging.getLogger("plrp").setLevel(logging.ERROR)
+    # --quiet drops the progress bar and the summary line; warnings still reach stderr
     result = explain_fasta(
         fasta, out_prefix, targets=list(targets) or None, methods=tuple(methods) or ("plrp",),
         progress=not quiet, **options,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import queue
 import re
 import sys
@@ -263,13 +264,14 @@ def _plan(reader: FastaReader, opts: ExplainOptions, window: int, stride: int, f
              else gwin.genome_spans(reader.chroms))
     plan = gwin.plan_windows(gwin.byte_ordered(spans), window, stride, pad_short=opts.pad_short)
     short = [f"{s.chrom}:{s.start}-{s.end}" for s in plan.short_spans]
+    if plan.n_windows == 0:  # one line: the error says it all
+        raise InputError(f"{fasta}: no window of {window} bp fits any sequence"
+                         + (" or region" if opts.regions is not None else "")
+                         + (" (use --pad-short to pad shorter ones with N)" if short else ""))
     if short:
         log.warning("%d sequence(s)/region(s) shorter than the %d bp window skipped "
                     "(use --pad-short to pad them with N): %s%s", len(short), window,
                     ", ".join(short[:5]), " ..." if len(short) > 5 else "")
-    if plan.n_windows == 0:
-        raise InputError(f"{fasta}: no window of {window} bp fits any sequence"
-                         + (" or region" if opts.regions is not None else ""))
     lo, hi = gwin.shard_range(plan.n_windows, opts.shard)
     bases = sum(s.end - s.start for s in plan.spans) * (hi - lo) // plan.n_windows
     return _Plan(plan, lo, hi, bases, short)
@@ -317,6 +319,20 @@ def _check_size(out_dir: Path, plan: _Plan, opts, n_targets: int, window: int, a
     return estimate
 
 
+def output_prefix(out, fasta) -> Path:
+    """The file prefix of ``--out``: a folder (written as ``results/`` or existing) gets the
+    FASTA's name inside it (``results/genome`` for ``genome.fa.gz``), anything else is the
+    prefix itself (``results/run1`` -> ``results/run1.h5``)."""
+    text = str(out)
+    path = Path(text)
+    if text.endswith(("/", os.sep)) or path.is_dir() or path.name in ("", ".", ".."):
+        stem = Path(fasta).name
+        for suffix in (".gz", ".bgz", ".fa", ".fasta", ".fna", ".fas"):
+            stem = stem[: -len(suffix)] if stem.lower().endswith(suffix) else stem
+        return path / (stem or "plrp")
+    return path
+
+
 def explain_fasta(fasta, out_prefix, options: ExplainOptions | None = None,
                   **fields) -> ExplainResult:
     """Explain every window of a FASTA (or of BED regions) and write relevance outputs.
@@ -331,9 +347,7 @@ def explain_fasta(fasta, out_prefix, options: ExplainOptions | None = None,
     t0 = time.perf_counter()
     opts = dataclasses.replace(options or ExplainOptions(), **fields)
     opts.check()
-    out_prefix = Path(out_prefix)
-    if out_prefix.name in ("", ".", ".."):
-        raise PlrpError(f"--out {out_prefix}: give a file prefix such as results/run1")
+    out_prefix = output_prefix(out_prefix, fasta)
     with space.output_errors(out_prefix.parent):
         space.clean_stale_temporaries(out_prefix.parent)
         with FastaReader(fasta) as reader, AtomicGroup() as group:

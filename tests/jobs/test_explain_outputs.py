@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -156,3 +158,22 @@ def test_target_all_refused_past_max_targets_with_size_and_time(genome, tmp_path
                        max_targets=5, bedgraph="none", **QUIET)
     with open_relevance(ok.h5) as st:
         assert st.targets == [f"o{i}" for i in range(5)]
+
+
+def test_out_folder_writes_inside_it_and_warnings_survive_quiet(tmp_path, model_path, caplog):
+    """``--out results/`` (or an existing folder) writes ``results/<fasta stem>.*``; --quiet
+    drops the progress and summary but keeps the warning about skipped short sequences."""
+    rng = np.random.default_rng(3)
+    fa = tmp_path / "genome.fa"
+    fa.write_text(">long\n" + "".join(rng.choice(list("ACGT"), 400)) + "\n>tiny\nACGTACGT\n")
+    for out in (f"{tmp_path / 'results'}/", str(tmp_path)):
+        caplog.clear()
+        res = CliRunner().invoke(main, ["explain", "--fasta", str(fa), "--model",
+                                        str(model_path), "--out", out, "--quiet"])
+        assert res.exit_code == 0, res.output
+        assert (Path(out) / "genome.h5").is_file()
+        assert (Path(out) / f"genome.{TARGETS[0]}.bedGraph.gz").is_file()
+        assert res.output.strip() == ""           # no progress bar, no summary line
+        warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+        assert any("shorter than" in w and "tiny:0-8" in w for w in warned), warned
+    assert not (tmp_path / "results.h5").exists()

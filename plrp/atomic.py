@@ -95,6 +95,14 @@ class AtomicGroup:
         self._pending.append((tmp, target))
         return tmp
 
+    def written(self, target: str | os.PathLike) -> Path:
+        """The temporary path that stands for ``target`` until the commit."""
+        target = Path(target)
+        for tmp, final in self._pending:
+            if final == target:
+                return tmp
+        raise KeyError(f"{target} is not an output of this group")
+
     def commit(self) -> None:
         for tmp, target in self._pending:
             os.replace(tmp, target)

@@ -23,7 +23,9 @@ def demo(out_prefix, device, quiet) -> None:
              f"  relevance file (HDF5): {result.h5}"]
     lines += [f"  track {t}: {p}" for (_, t), p in result.bigwigs.items()]
     lines += [f"  track {t} (text): {p}" for (_, t), p in result.bedgraphs.items()]
-    lines += ["", "View in IGV (desktop):",
+    lines += ["", f"View in IGV (desktop): File > Open Session...   {result.session}",
+              f"  then File > Load from File...   {motifs}   (implanted motifs: ground truth)",
+              "", "or step by step:",
               f"  1. Genomes > Load Genome from File...   {fasta}",
               "  2. File > Load from File...   the .bw tracks above (or the .bedGraph files)",
               f"  3. File > Load from File...   {motifs}   (implanted motifs: ground truth)",

@@ -28,8 +28,16 @@ from plrp.jobs.explain import ARRAY_DTYPES, BEDGRAPH_CHOICES, PRECISIONS
               help="Output prefix: writes PREFIX.h5 and PREFIX.<target>.bedGraph.gz.")
 @click.option("--target", "targets", multiple=True,
               help="Output name or index to explain (repeatable), or all (the default).")
-@click.option("--regions", default=None, type=click.Path(dir_okay=False),
-              help="BED file: explain only these regions (0-based half-open; overlaps merged).")
+@click.option("--regions", multiple=True, metavar="BED|NARROWPEAK|CHR:START-END",
+              help="Explain only these regions (repeatable): a BED file (plain or bgzip; "
+                   "0-based half-open, overlaps merged and tiled), a narrowPeak (one window "
+                   "centred on each summit) or a locus chr1:1,000-2,000 (1-based inclusive).")
+@click.option("--chroms", multiple=True, metavar="NAME[,NAME...]",
+              help="Only these sequences (comma-separated, repeatable).")
+@click.option("--exclude", default=None, type=click.Path(dir_okay=False),
+              help="Blacklist BED (plain or bgzip): no window overlapping it is explained.")
+@click.option("--threads", type=int, default=None,
+              help="CPU threads for torch (default: torch's own choice).")
 @click.option("--window", type=int, default=None, help="Window length (default: model input).")
 @click.option("--stride", type=int, default=None, help="Step between windows (default: window).")
 @click.option("--method", "methods", multiple=True, type=click.Choice(["lrp", "plrp"]),

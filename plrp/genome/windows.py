@@ -9,6 +9,7 @@ Coordinates are 0-based half-open; memory is one entry per span, never one per w
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ import numpy as np
 
 from plrp.errors import InputError, PlrpError
 from plrp.genome.fasta import FastaReader, base_indices, one_hot_from_indices
+
+log = logging.getLogger("plrp")
 
 def tile_starts(length: int, window: int, stride: int) -> np.ndarray:
     """Start offsets (int64) of windows tiling ``[0, length)``; the last is aligned to the end.
@@ -37,11 +40,15 @@ def tile_starts(length: int, window: int, stride: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Span:
-    """A stretch of one sequence to tile: the whole record or one (merged) BED region."""
+    """A stretch of one sequence to tile: the whole record or one (merged) BED region.
+
+    ``centred``: a single window placed on a narrowPeak summit (never merged, dropped rather
+    than cut by ``--exclude``)."""
 
     chrom: str
     start: int
     end: int
+    centred: bool = False
 
 
 def read_regions_bed(path: str | os.PathLike, chrom_sizes: dict[str, int]) -> list[Span]:
@@ -90,6 +97,272 @@ def read_regions_bed(path: str | os.PathLike, chrom_sizes: dict[str, int]) -> li
         else:
             merged.append([c, s, e])
     return [Span(names[c], s, e) for c, s, e in merged]
+
+
+# --- regions as peak callers and genome browsers write them (--regions, --chroms, --exclude) ---
+
+GZIP_MAGIC = b"\x1f\x8b"
+LOCUS = re.compile(r"(?P<chrom>.+):(?P<start>[0-9][0-9,]*)-(?P<end>[0-9][0-9,]*)")
+
+
+def open_bed(path: str | os.PathLike):
+    """Binary handle on a BED file: plain, bgzip or gzip (told by the magic bytes, not the name)."""
+    import gzip
+
+    with open(path, "rb") as fh:
+        magic = fh.read(2)
+    return gzip.open(path, "rb") if magic == GZIP_MAGIC else open(path, "rb")
+
+
+def _bed_rows(path: Path):
+    """(line number, columns) of each data line; track/browser/# and blank lines skipped."""
+    import gzip
+    import zlib
+
+    try:
+        with open_bed(path) as fh:
+            for lineno, raw in enumerate(fh, start=1):
+                line = raw.decode("utf-8", "replace").rstrip("\r\n")
+                if not line.strip() or line.startswith(("#", "track", "browser")):
+                    continue
+                yield lineno, (line.split("\t") if "\t" in line else line.split())
+    except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as err:
+        raise InputError(f"{path}: cannot read BED file ({err})") from None
+
+
+def _int_column(cols: list[str], k: int, name: str, where: str) -> int:
+    """Column ``k`` (0-based) as an int, or InputError naming line and 1-based column."""
+    try:
+        return int(cols[k])
+    except (ValueError, IndexError):
+        got = repr(cols[k]) if k < len(cols) else "missing"
+        raise InputError(f"{where}, column {k + 1}: {name} is not an integer ({got})") from None
+
+
+def is_narrowpeak_name(path) -> bool:
+    """``.narrowPeak`` / ``.narrowPeak.gz`` (any case) names a narrowPeak file."""
+    name = str(path).lower()
+    return name.endswith((".narrowpeak", ".narrowpeak.gz", ".narrowpeak.bgz"))
+
+
+def _looks_narrowpeak(cols: list[str]) -> bool:
+    if len(cols) != 10:
+        return False
+    try:
+        int(cols[9])
+    except ValueError:
+        return False
+    return True
+
+
+@dataclass
+class RegionSet:
+    """Raw regions before clipping: ``tiled`` (chrom, start, end, where) are merged and tiled;
+    ``centred`` are single windows (narrowPeak summits), never merged."""
+
+    tiled: list = None
+    centred: list = None
+
+    def __post_init__(self):
+        self.tiled = [] if self.tiled is None else self.tiled
+        self.centred = [] if self.centred is None else self.centred
+
+
+def parse_locus(text: str) -> tuple[str, int, int] | None:
+    """``chr:start-end`` (1-based inclusive, commas allowed, like samtools/IGV) ->
+    (chrom, start, end) 0-based half-open; None when ``text`` is not shaped like a locus.
+    Raises InputError for a locus with start < 1 or end < start."""
+    m = LOCUS.fullmatch(text.strip())
+    if not m:
+        return None
+    start, end = (int(m.group(k).replace(",", "")) for k in ("start", "end"))
+    if start < 1 or end < start:
+        raise InputError(f"--regions {text!r}: a locus is chr:start-end, 1-based inclusive, "
+                         f"with 1 <= start <= end")
+    return m.group("chrom"), start - 1, end
+
+
+def _read_source(source, sizes: dict[str, int], window: int, out: RegionSet) -> None:
+    """Add one ``--regions`` value (a BED/narrowPeak file, plain or gzip, or a locus) to ``out``."""
+    text = str(source)
+    path = Path(text)
+    if not path.is_file():
+        locus = parse_locus(text)
+        if locus is None:
+            raise InputError(f"--regions {text!r}: no such file, and not a chr:start-end locus")
+        chrom, start, end = locus
+        if chrom not in sizes:
+            raise InputError(f"--regions {text!r}: chromosome {chrom!r} is not in the FASTA")
+        out.tiled.append((chrom, start, end, f"--regions {text!r}"))
+        return
+    narrow = is_narrowpeak_name(path)
+    n_rows = 0
+    for lineno, cols in _bed_rows(path):
+        where = f"{path}: line {lineno}"
+        if n_rows == 0 and not narrow:
+            narrow = _looks_narrowpeak(cols)
+        n_rows += 1
+        if len(cols) < 3:
+            raise InputError(f"{where}, column {len(cols) + 1}: expected at least 3 columns "
+                             f"(chrom start end), found {len(cols)}")
+        chrom = cols[0]
+        start = _int_column(cols, 1, "start", where)
+        end = _int_column(cols, 2, "end", where)
+        if chrom not in sizes:
+            raise InputError(f"{where}, column 1: chromosome {chrom!r} is not in the FASTA")
+        if start < 0:
+            raise InputError(f"{where}, column 2: start {start} is negative")
+        if end <= start:
+            raise InputError(f"{where}, column 3: end {end} is not after start {start}")
+        if not narrow:
+            out.tiled.append((chrom, start, end, where))
+            continue
+        summit = _int_column(cols, 9, "summit (narrowPeak column 10)", where)
+        if summit == -1:
+            centre = (start + end) // 2
+        elif 0 <= summit < end - start:
+            centre = start + summit
+        else:
+            raise InputError(f"{where}, column 10: summit offset {summit} is outside the peak "
+                             f"(0..{end - start - 1}, or -1 for none)")
+        s = centre - window // 2
+        out.centred.append((chrom, s, s + window, where))
+    if n_rows == 0:
+        raise InputError(f"{path}: no regions in BED file")
+
+
+def read_regions(sources, chrom_sizes: dict[str, int], window: int) -> list[Span]:
+    """Spans of ``--regions`` values, in window order (chromosome bytes, start, end).
+
+    ``sources``: one or a list of BED files (plain, bgzip or gzip; 0-based half-open; overlaps
+    merged and tiled), narrowPeak files (``.narrowPeak[.gz]`` or 10 columns with an integer
+    10th: one ``window``-bp window per peak centred on ``start + summit`` (-1: the peak
+    middle), start ``centre - window // 2``; these may overlap and are never merged), and
+    ``chr:start-end`` loci (1-based inclusive, commas allowed). Regions past a chromosome
+    end (or, for centred windows, before its start) are clipped with one warning; a region
+    on a chromosome not in the FASTA, or a malformed line, raises InputError naming file,
+    line and column.
+    """
+    if isinstance(sources, (str, os.PathLike)):
+        sources = [sources]
+    raw = RegionSet()
+    for source in sources:
+        _read_source(source, chrom_sizes, int(window), raw)
+    clipped = dropped = 0
+    tiled, centred = [], set()
+    for kind, rows in (("tiled", raw.tiled), ("centred", raw.centred)):
+        for chrom, s, e, _where in rows:
+            size = chrom_sizes[chrom]
+            cs, ce = max(s, 0), min(e, size)
+            if (cs, ce) != (s, e):
+                clipped += 1
+            if ce <= cs:
+                dropped += 1
+                continue
+            if kind == "tiled":
+                tiled.append((chrom.encode("utf-8"), cs, ce))
+            else:
+                centred.add((chrom.encode("utf-8"), cs, ce))
+    if clipped:
+        log.warning("%d region(s) reach outside their chromosome and were clipped to it%s",
+                    clipped, f" ({dropped} lay wholly outside and were dropped)" if dropped else "")
+    tiled.sort()
+    merged: list[list] = []
+    for c, s, e in tiled:
+        if merged and merged[-1][0] == c and s < merged[-1][2]:
+            merged[-1][2] = max(merged[-1][2], e)
+        else:
+            merged.append([c, s, e])
+    spans = [(c, s, e, False) for c, s, e in merged] + [(c, s, e, True) for c, s, e in centred]
+    spans.sort()
+    return [Span(c.decode("utf-8"), s, e, centred=f) for c, s, e, f in spans]
+
+
+def parse_chroms(chroms) -> list[str] | None:
+    """``--chroms`` values (each comma-separated, repeatable) -> names; None/empty -> None."""
+    if chroms is None:
+        return None
+    if isinstance(chroms, str):
+        chroms = [chroms]
+    names = [n.strip() for item in chroms for n in str(item).split(",") if n.strip()]
+    return list(dict.fromkeys(names)) or None
+
+
+def read_intervals(path, chrom_sizes: dict[str, int]) -> dict[str, np.ndarray]:
+    """``--exclude`` BED (plain, bgzip or gzip) -> {chrom: (K, 2) int64 merged intervals}.
+
+    Intervals on chromosomes not in the FASTA are ignored (a blacklist covers the whole
+    assembly); malformed lines raise InputError naming file, line and column.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"--exclude {str(path)!r}: no such file")
+    rows: dict[str, list] = {}
+    for lineno, cols in _bed_rows(path):
+        where = f"{path}: line {lineno}"
+        if len(cols) < 3:
+            raise InputError(f"{where}, column {len(cols) + 1}: expected at least 3 columns "
+                             f"(chrom start end), found {len(cols)}")
+        start = _int_column(cols, 1, "start", where)
+        end = _int_column(cols, 2, "end", where)
+        if start < 0 or end < start:
+            raise InputError(f"{where}, column 2: bad interval {start}-{end}")
+        if cols[0] in chrom_sizes and end > start:
+            rows.setdefault(cols[0], []).append((start, end))
+    out = {}
+    for chrom, ivs in rows.items():
+        ivs.sort()
+        merged: list[list[int]] = []
+        for s, e in ivs:
+            if merged and s <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], e)
+            else:
+                merged.append([s, e])
+        out[chrom] = np.asarray(merged, dtype=np.int64).reshape(-1, 2)
+    return out
+
+
+def select_spans(spans: list[Span], chrom_sizes: dict[str, int], chroms=None,
+                 exclude: dict[str, np.ndarray] | None = None) -> list[Span]:
+    """Keep spans on ``chroms`` (None: all; unknown names raise InputError) and away from
+    ``exclude`` intervals: a centred (narrowPeak) window overlapping one is dropped; a tiled
+    span is cut around them, so no window of the run overlaps an excluded base."""
+    names = parse_chroms(chroms)
+    if names is not None:
+        unknown = [n for n in names if n not in chrom_sizes]
+        if unknown:
+            raise InputError(f"--chroms: {', '.join(map(repr, unknown))} not in the FASTA "
+                             f"(it has {', '.join(list(chrom_sizes)[:5])}"
+                             f"{' ...' if len(chrom_sizes) > 5 else ''})")
+        keep = set(names)
+        spans = [s for s in spans if s.chrom in keep]
+    if not exclude:
+        return spans
+    out: list[Span] = []
+    n_dropped = n_cut = 0
+    for span in spans:
+        ivs = exclude.get(span.chrom)
+        if ivs is None or not len(ivs):
+            out.append(span)
+            continue
+        hit = ivs[(ivs[:, 0] < span.end) & (ivs[:, 1] > span.start)]
+        if not len(hit):
+            out.append(span)
+        elif span.centred:
+            n_dropped += 1
+        else:
+            n_cut += 1
+            pos = span.start
+            for s, e in hit:
+                if s > pos:
+                    out.append(Span(span.chrom, pos, int(s)))
+                pos = max(pos, int(e))
+            if pos < span.end:
+                out.append(Span(span.chrom, pos, span.end))
+    if n_dropped or n_cut:
+        log.info("--exclude: %d centred window(s) dropped, %d span(s) cut around excluded "
+                 "intervals", n_dropped, n_cut)
+    return out
 
 
 def genome_spans(chroms: list[tuple[str, int]]) -> list[Span]:

@@ -10,6 +10,7 @@ any is made the outputs' size is estimated against the free space (plrp.outputs.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -50,8 +51,11 @@ class ExplainOptions:
     Model: ``model`` (checkpoint path, LoadedModel, GenomeCNN, or None for the shipped one),
     ``arch``, ``arch_params`` ("NAME=VALUE" overrides); ``targets`` (output names or indices; None, [] or ["all"]: every output;
     more than ``max_targets`` are refused with an estimate).
-    Windows: ``regions`` (BED), ``window``/``stride`` bp (default: the model's input
-    length / the window), ``pad_short``, ``max_n_fraction`` (0..1), ``shard`` ("I/N").
+    Windows: ``regions`` (BED/narrowPeak files, plain or gzip, or ``chr:start-end`` loci; one
+    or a list), ``chroms`` (names, comma-separated or a list), ``exclude`` (blacklist BED),
+    ``threads`` (torch CPU threads; None: torch's default), ``window``/``stride`` bp
+    (default: the model's input length / the window), ``pad_short``, ``max_n_fraction``
+    (0..1), ``shard`` ("I/N").
     Engine: ``methods`` (lrp, plrp), ``variant``, ``p_pos``/``p_neg`` (p_neg None:
     p_pos / 2), ``composite``, ``device``, ``batch_size`` windows, ``precision``
     (fp32|tf32|bf16), ``rc_average``.
@@ -69,7 +73,10 @@ class ExplainOptions:
     arch_params: tuple = ()
     targets: list | None = None
     max_targets: int = DEFAULT_MAX_TARGETS
-    regions: str | Path | None = None
+    regions: str | Path | tuple | list | None = None
+    chroms: str | tuple | list | None = None
+    exclude: str | Path | None = None
+    threads: int | None = None
     window: int | None = None
     stride: int | None = None
     pad_short: bool = False
@@ -117,6 +124,13 @@ class ExplainOptions:
             if not ok:
                 raise PlrpError(f"{flag} {value}: out of range (see plrp explain --help)")
         self.shard = gwin.parse_shard(self.shard)
+        if isinstance(self.regions, (str, os.PathLike)):
+            self.regions = (self.regions,)
+        self.regions = tuple(str(r) for r in self.regions) if self.regions else None
+        self.chroms = gwin.parse_chroms(self.chroms)
+        self.exclude = self.exclude or None
+        if self.threads is not None and int(self.threads) < 1:
+            raise PlrpError(f"--threads {self.threads}: must be at least 1")
 
 
 @dataclass
@@ -131,7 +145,8 @@ class ExplainResult:
     with a stored (non-zero) track value}; ``estimate``: {output kind: estimated bytes};
     ``seconds``: wall time; ``setup_seconds``: the part before the first batch (model,
     index, engine tracing); ``engine_seconds``: the part spent in the engine (explaining,
-    results copied to the host); the rest went to reading and writing.
+    results copied to the host); the rest went to reading and writing; ``session``: the
+    IGV session file (``PREFIX.igv.xml``), None when no track file was written.
     """
 
     h5: Path
@@ -146,6 +161,7 @@ class ExplainResult:
     seconds: float = 0.0
     setup_seconds: float = 0.0
     engine_seconds: float = 0.0
+    session: Path | None = None
 
     @property
     def bedgraphs(self) -> dict:
@@ -260,8 +276,10 @@ class _Plan:
 def _plan(reader: FastaReader, opts: ExplainOptions, window: int, stride: int, fasta) -> _Plan:
     """The run's windows in track order, its shard's index block and its base count."""
     sizes = dict(reader.chroms)
-    spans = (gwin.read_regions_bed(opts.regions, sizes) if opts.regions is not None
+    spans = (gwin.read_regions(opts.regions, sizes, window) if opts.regions
              else gwin.genome_spans(reader.chroms))
+    exclude = gwin.read_intervals(opts.exclude, sizes) if opts.exclude else None
+    spans = gwin.select_spans(spans, sizes, chroms=opts.chroms, exclude=exclude)
     plan = gwin.plan_windows(gwin.byte_ordered(spans), window, stride, pad_short=opts.pad_short)
     short = [f"{s.chrom}:{s.start}-{s.end}" for s in plan.short_spans]
     if plan.n_windows == 0:  # one line: the error says it all
@@ -319,6 +337,54 @@ def _check_size(out_dir: Path, plan: _Plan, opts, n_targets: int, window: int, a
     return estimate
 
 
+@contextlib.contextmanager
+def _torch_threads(n: int | None):
+    """``--threads``: torch's CPU threads for the run, the caller's count restored after."""
+    if n is None:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        torch.set_num_interop_threads(int(n))
+    except RuntimeError:  # settable only before any inter-op work: keep that pool
+        pass
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _igv_session(group, fasta, out_prefix: Path, result: ExplainResult) -> Path | None:
+    """``PREFIX.igv.xml`` beside the tracks (bigWig where written, else the bedGraph), opened
+    at the top-scoring window of the first track; None when no track file is written."""
+    from plrp.outputs.igv import top_window_locus, write_session
+
+    chosen = result.bigwigs or result.bedgraphs
+    if not chosen:
+        return None
+    several = len({m for m, _ in chosen}) > 1
+    tracks = {(f"{t}.{m}" if several else t): path for (m, t), path in chosen.items()}
+    first_method, first_target = next(iter(chosen))
+    locus = top_window_locus(group.written(result.h5), first_method, first_target)
+    session = Path(f"{out_prefix}.igv.xml")
+    write_session(group.path(session), fasta, tracks, locus or "All",
+                  session_dir=session.parent)
+    return session
+
+
+def _warn_window(window: int, stride: int, trained: int) -> None:
+    """Settings that run but are seldom meant: gaps between windows, an untrained length."""
+    if stride > window:
+        log.warning("--stride %d is larger than the %d bp window: %d bp between windows are "
+                    "not explained (absent from the tracks)", stride, window, stride - window)
+    if window != trained:
+        log.warning("--window %d differs from the %d bp the model was trained on; its "
+                    "scores and relevance on other lengths are untested", window, trained)
+
+
 def output_prefix(out, fasta) -> Path:
     """The file prefix of ``--out``: a folder (written as ``results/`` or existing) gets the
     FASTA's name inside it (``results/genome`` for ``genome.fa.gz``), anything else is the
@@ -350,8 +416,10 @@ def explain_fasta(fasta, out_prefix, options: ExplainOptions | None = None,
     out_prefix = output_prefix(out_prefix, fasta)
     with space.output_errors(out_prefix.parent):
         space.clean_stale_temporaries(out_prefix.parent)
-        with FastaReader(fasta) as reader, AtomicGroup() as group:
+        with (FastaReader(fasta) as reader, AtomicGroup() as group,
+              _torch_threads(opts.threads)):
             result = _run(reader, fasta, out_prefix, opts, group, t0)
+            result.session = _igv_session(group, fasta, out_prefix, result)
             group.commit()
     if result.n_skipped_n:
         log.warning("%d window(s) skipped: more than %.0f%% N", result.n_skipped_n,
@@ -375,6 +443,7 @@ def _run(reader, fasta, out_prefix: Path, opts: ExplainOptions, group, t0) -> Ex
     if stride < 1 or window < 1:
         raise PlrpError(f"--window {window} / --stride {stride}: must be positive")
     check_input_length(loaded, window)
+    _warn_window(window, stride, loaded.input_length)
     targets = resolve_targets(loaded.output_names, opts.targets)
     plan = _plan(reader, opts, window, stride, fasta)
     dev = resolve_device(opts.device)
@@ -399,7 +468,8 @@ def _run(reader, fasta, out_prefix: Path, opts: ExplainOptions, group, t0) -> Ex
         "composite": str(opts.composite), "stride": stride, "merge": opts.merge,
         "targets": targets, "methods": list(opts.methods),
         "command_line": opts.command_line or " ".join(sys.argv),
-        "fasta": str(Path(fasta).resolve()), "regions": str(opts.regions or ""),
+        "fasta": str(Path(fasta).resolve()), "regions": ";".join(map(str, opts.regions or ())),
+        "only_chroms": ",".join(opts.chroms or ()), "exclude": str(opts.exclude or ""),
         "shard": f"{opts.shard[0]}/{opts.shard[1]}" if opts.shard else "1/1",
         "n_windows_total": plan.windows.n_windows, "max_n_fraction": float(opts.max_n_fraction),
         "pad_short": bool(opts.pad_short), "device": str(dev), "sparsity": opts.sparsity,
@@ -490,4 +560,9 @@ def run_demo(out_prefix, device="auto", progress=True) -> tuple[ExplainResult, P
             with atomic_path(dst) as tmp:
                 shutil.copyfile(src, tmp)
             copies.append(dst)
+        if result.session is not None:  # IGV opens (and indexes) the copy beside the tracks
+            from plrp.outputs.igv import set_session_genome
+
+            with atomic_path(result.session) as tmp:
+                set_session_genome(result.session, copies[0], tmp)
     return result, copies[0], copies[1]

@@ -215,7 +215,7 @@ def test_bgzip_read_only_input_and_determinism(genome, model_path, tmp_path, mon
     finally:
         os.chmod(ro, stat.S_IRWXU)
     assert out_files(ro) == ["g.fa", "g.fa.gz"]  # no .fai/.gzi next to the inputs
-    assert out_files(tmp_path / "o1") == ["a.h5", "a.tB.bedGraph"]
+    assert out_files(tmp_path / "o1") == ["a.h5", "a.igv.xml", "a.tB.bedGraph"]
     with open_store(r1.h5) as a, open_store(r2.h5) as b, open_store(r3.h5) as c:
         for name in ("relevance", "hypothetical", "score"):
             x = a.attribution("plrp", "tB", name)
@@ -312,7 +312,7 @@ def test_cli_writes_nothing_on_stdout(tmp_path, genome, model_path):
                                     "--target", "1", "--method", "lrp"])
     assert res.exit_code == 0, res.output
     assert res.stdout == ""
-    assert out_files(tmp_path) == ["c.h5", "c.tB.bedGraph.gz", "c.tB.bedGraph.gz.tbi"]
+    assert out_files(tmp_path) == ["c.h5", "c.igv.xml", "c.tB.bedGraph.gz", "c.tB.bedGraph.gz.tbi"]
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
@@ -362,6 +362,12 @@ def test_demo_explains_the_shipped_example(tmp_path):
         for t in st.targets:
             assert f"demo.{t}.bedGraph" in files and f"demo.{t}.bw" in files
         assert st.n_windows > 0
+    # the session opens the copied FASTA beside the tracks (IGV indexes it there)
+    import xml.etree.ElementTree as ET
+
+    assert "Open Session" in res.stdout and "demo.igv.xml" in files
+    session = ET.parse(tmp_path / "d" / "demo.igv.xml").getroot()
+    assert session.get("genome") == str((tmp_path / "d" / "example.fa").resolve())
     mask = os.umask(0)
     os.umask(mask)
     for name in files:  # permissions like any new file, not mkstemp's 0600

@@ -95,7 +95,7 @@ def test_sparse_track_equals_the_mass_rule_reference(genome, model_path, tmp_pat
 
 def test_tiers_whole_genome_regions_arrays_and_float16(genome, model_path, tmp_path):
     whole = explain_fasta(genome, tmp_path / "w", model=model_path, targets=["tA"], **QUIET)
-    assert listing(tmp_path) == ["w.h5", "w.tA.bedGraph.gz", "w.tA.bedGraph.gz.tbi"]
+    assert listing(tmp_path) == ["w.h5", "w.igv.xml", "w.tA.bedGraph.gz", "w.tA.bedGraph.gz.tbi"]
     bed = tmp_path / "r.bed"
     bed.write_text("chr1\t100\t600\n")
     reg = explain_fasta(genome, tmp_path / "r", model=model_path, targets=["tA"],
@@ -177,3 +177,51 @@ def test_out_folder_writes_inside_it_and_warnings_survive_quiet(tmp_path, model_
         warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
         assert any("shorter than" in w and "tiny:0-8" in w for w in warned), warned
     assert not (tmp_path / "results.h5").exists()
+
+
+def test_gaps_and_untrained_window_are_warned(tmp_path, model_path, caplog):
+    """A stride longer than the window leaves gaps, and a window other than the trained
+    length runs on a model with global pooling: both run, both say so."""
+    rng = np.random.default_rng(4)
+    fa = tmp_path / "g.fa"
+    fa.write_text(">c\n" + "".join(rng.choice(list("ACGT"), 600)) + "\n")
+    caplog.clear()
+    explain_fasta(fa, tmp_path / "a", model=model_path, stride=150, progress=False)
+    assert any("not explained" in r.getMessage() and "50 bp" in r.getMessage()
+               for r in caplog.records if r.levelname == "WARNING")
+    caplog.clear()
+    explain_fasta(fa, tmp_path / "b", model=model_path, window=120, progress=False)
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("--window 120" in w and "trained on" in w for w in warned), warned
+    caplog.clear()
+    explain_fasta(fa, tmp_path / "c", model=model_path, progress=False)
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
+def test_igv_session_opens_every_track_at_the_top_window(tmp_path, model_path):
+    """PREFIX.igv.xml names the FASTA as genome, every track by a path relative to itself
+    (bigWig when written), autoscale on, and the locus of the top-scoring window."""
+    import xml.etree.ElementTree as ET
+
+    rng = np.random.default_rng(8)
+    fa = tmp_path / "g.fa"
+    fa.write_text(">c1\n" + "".join(rng.choice(list("ACGT"), 700)) + "\n>c2\n"
+                  + "".join(rng.choice(list("ACGT"), 300)) + "\n")
+    out = tmp_path / "o" / "run"
+    res = explain_fasta(fa, out, model=model_path, bigwig=True, progress=False)
+    root = ET.parse(res.session).getroot()
+    assert res.session == tmp_path / "o" / "run.igv.xml"
+    assert root.get("genome") == str(fa.resolve())
+    paths = [r.get("path") for r in root.iter("Resource")]
+    assert paths == [f"run.{t}.bw" for t in TARGETS]
+    assert all((res.session.parent / p).is_file() for p in paths)
+    assert [t.get("autoScale") for t in root.iter("Track")] == ["true"] * len(TARGETS)
+    with open_relevance(res.h5) as f:
+        score = f.attribution("plrp", TARGETS[0], "score")
+        w = f.windows()
+    top = int(np.argmax(score))
+    assert root.get("locus") == f"{w['chrom'][top]}:{w['start'][top] + 1}-{w['end'][top]}"
+    # without any track file there is no session
+    res = explain_fasta(fa, tmp_path / "p" / "run", model=model_path, bedgraph="none",
+                        progress=False)
+    assert res.session is None and not (tmp_path / "p" / "run.igv.xml").exists()

@@ -56,6 +56,7 @@ import numpy as np
 from plrp.errors import InputError, PlrpError
 from plrp.outputs.deflate import deflate
 from plrp.outputs.tracks import EdgeWindows
+from plrp.outputs.writer import ClosedOrAborted
 from plrp.hostmemory import WrittenPages
 
 FORMAT = "plrp-relevance"
@@ -211,7 +212,7 @@ class _TrackStreams:
         self.group.create_dataset("offsets", data=self.offsets)
 
 
-class RelevanceWriter:
+class RelevanceWriter(ClosedOrAborted):
     """Write one relevance file, window batch by window batch (layout: module docstring).
 
     ``chroms`` [(name, length)] every FASTA record, FASTA order (stored in byte order).
@@ -450,15 +451,6 @@ class RelevanceWriter:
                 h5.close()
             except Exception:  # noqa: S110 - already failing: the first error is reported
                 pass
-
-    def __enter__(self) -> "RelevanceWriter":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if exc[0] is None:
-            self.close()
-        else:
-            self.abort()
 
 
 @contextlib.contextmanager

@@ -1,4 +1,4 @@
-"""What every track writer is (contracts 5): ``add``, ``close``, ``abort``, a context manager."""
+"""What every output writer is (contracts 5): ``add``, ``close``, ``abort``, a context manager."""
 
 from __future__ import annotations
 
@@ -7,7 +7,21 @@ from pathlib import Path
 import numpy as np
 
 
-class TrackWriter:
+class ClosedOrAborted:
+    """A ``with`` block that closes the output on success and aborts it (removing what was
+    written) when left by an exception; the class defines ``close`` and ``abort``."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if exc[0] is None:
+            self.close()
+        else:
+            self.abort()
+
+
+class TrackWriter(ClosedOrAborted):
     """Base of the track file writers.
 
     ``add(chrom, positions (M,), values (M,) float32)``: the next stored bases, sequences in
@@ -33,12 +47,3 @@ class TrackWriter:
 
     def paths(self) -> list[Path]:
         return [self.path]
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if exc[0] is None:
-            self.close()
-        else:
-            self.abort()

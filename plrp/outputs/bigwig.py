@@ -13,7 +13,11 @@ and then crashed the process (heap corruption, SIGABRT; a SIGSEGV on a 64 KB tmp
 taking the run and its clean-up with it. Here the child (``python -m plrp.outputs.bigwig``)
 owns the pyBigWig handle; the parent sends it equal-value runs through a pipe, so the bigWig
 is written while the run goes, from the same bases as the bedGraph (no second pass over the
-HDF5 file). After closing, the child reopens the file and checks it. Any failure -- a crash,
+HDF5 file). Before each call into libBigWig the child checks that an upper bound of what the
+call writes fits under the file-size limit and in the free space, and else stops itself
+(exit 11 / 10). At close the bound counts the index and zoom records uncompressed: 3-8x
+what they take, so a nearly full disk is refused there rather than risked.
+After closing, the child reopens the file and checks it. Any failure -- a crash,
 a failed check, a broken pipe -- becomes NoSpaceError when the disk or the file-size limit
 is full, else OutputError, and the file is removed.
 """
@@ -32,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from plrp.errors import NoSpaceError, OutputError
+from plrp.outputs.space import human
 from plrp.outputs.tracks import RunBatcher
 from plrp.outputs.writer import TrackWriter
 
@@ -124,7 +129,11 @@ class BigWigWriter(TrackWriter):
             proc.stdin.close()
         except OSError:
             pass
-        proc.wait()
+        try:  # a child that broke its pipe is leaving; one wedged in a corrupt heap is not
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
         self._stderr.seek(0)
         said = self._stderr.read().decode("utf-8", "replace").strip().splitlines()
         self._stderr.close()
@@ -162,14 +171,14 @@ def _reason(path: Path, code: int, said: str, size: int) -> OutputError:
     soft = _size_limit()
     if code == EXIT_TOO_BIG or (soft is not None and size >= soft):
         return NoSpaceError(f"{path}: the file-size limit (ulimit -f, {soft} bytes) was "
-                            "reached while writing the bigWig")
+                            "reached while writing the bigWig" + (f" ({said})" if said else ""))
     try:
         free = shutil.disk_usage(path.parent).free
     except OSError:
         free = None
     if code == EXIT_NO_SPACE or (free is not None and free < _LOW_SPACE):
-        return NoSpaceError(f"{path}: no space left on the device while writing the bigWig "
-                            f"({free if free is not None else '?'} bytes free)")
+        return NoSpaceError(f"{path}: no space left on the device while writing the bigWig ("
+                            + (said or f"{free if free is not None else '?'} bytes free") + ")")
     how = f"exit {code}" if code >= 0 else f"killed by signal {-code}"
     return OutputError(f"{path}: the bigWig writer failed ({how}"
                        + (f": {said}" if said else "") + ")")
@@ -177,11 +186,93 @@ def _reason(path: Path, code: int, said: str, size: int) -> OutputError:
 
 # ----------------------------------------------------------------------------- the child
 
+# libBigWig ignores a failed write inside addEntries and then writes past its block buffer
+# (heap corruption: an abort, a segfault, or on one CI machine a hang). So the child never lets
+# it write what the disk or the file-size limit cannot take: before each call it checks an
+# upper bound of the bytes that call can write (bwWrite.c: 32 KiB blocks of 12-byte entries,
+# each zlib-compressed, at most compressBound(32768) bytes; at close the index and the zoom
+# levels, 32-byte records in blocks of 1023, whose first level is max(10, 4 x mean entry
+# width) bp and each next one 4 x wider).
+_BUF = 32768
+_BLOCK_OUT = _BUF + (_BUF >> 12) + (_BUF >> 14) + (_BUF >> 25) + 13
+_SLACK = 1 << 16      # stdio's unflushed buffer, headers, the trailing magic
+
+
 def _read_exact(stream, n: int) -> bytes:
     data = stream.read(n)
     if len(data) != n:
         raise EOFError
     return data
+
+
+class _Budget:
+    """What the file may still grow by, and an upper bound of what each libBigWig call writes."""
+
+    def __init__(self, path: str, header) -> None:
+        self.path = path
+        self.folder = os.path.dirname(os.path.abspath(path))
+        self.lengths = [n for _, n in header]
+        self.entries = self.wide = self.extra = self.covered = self.calls = 0
+        self.extent: dict[int, tuple[int, int]] = {}  # sequence row -> (first start, last end)
+
+    def header_bytes(self, names) -> int:
+        """addHeader: fixed header, 10 zoom headers, the chromosome tree, the summary."""
+        key = max(len(c.encode("utf-8")) for c in names) + 8
+        n, leaves = len(names), (len(names) >> 16) + 1
+        return _SLACK + 24 * 10 + 4 * leaves + n * key + (0xFFFF * key if leaves > 1 else 0)
+
+    def add_bytes(self, n: int) -> int:
+        return (n * 12 // (_BUF - 24) + 2) * _BLOCK_OUT
+
+    def count(self, row: int, starts: np.ndarray, ends: np.ndarray) -> None:
+        """Note one call's entries (on sequence ``row``) for :meth:`close_bytes`."""
+        widths = ends - starts
+        self.entries += widths.size
+        self.calls += 1
+        self.covered += int(widths.sum())
+        wide = widths > 1
+        self.wide += int(wide.sum())
+        self.extra += int((widths[wide] - 1).sum())
+        if widths.size:
+            lo, hi = self.extent.get(row, (int(starts[0]), 0))
+            self.extent[row] = (min(lo, int(starts[0])), max(hi, int(ends[-1])))
+
+    def close_bytes(self) -> int:
+        """The last block, the data index, and every zoom level with its index."""
+        blocks = self.entries * 12 // (_BUF - 24) + 2 * self.calls + len(self.lengths) + 1
+        need = _BLOCK_OUT + 64 * blocks + _SLACK
+        if not self.entries:
+            return need
+        zoom = max(10, 4 * (self.covered // self.entries))
+        for _ in range(10):
+            # a zoom record is a bin with data: no more than the entries' bins, nor the bins
+            # of the stretch each sequence's data spans
+            bins = sum((hi - lo) // zoom + 2 for lo, hi in self.extent.values())
+            records = min(self.entries + self.wide + self.extra // zoom + 1, bins)
+            need += (records // 1023 + 1) * (_BLOCK_OUT + 64) + 4096
+            if zoom > 0xFFFFFFFF // 4:
+                break
+            zoom *= 4
+        return need
+
+    def refuse(self, need: int) -> int | None:
+        """EXIT_TOO_BIG / EXIT_NO_SPACE (and a line on stderr) when ``need`` bytes may not fit."""
+        size = os.path.getsize(self.path)
+        soft = _size_limit()
+        if soft is not None and size + need > soft:
+            print(f"it needs up to {human(need)} more, {human(max(soft - size, 0))} are left under "
+                  "the limit", file=sys.stderr)
+            return EXIT_TOO_BIG
+        free = shutil.disk_usage(self.folder).free
+        if free < need + _LOW_SPACE:
+            print(f"it needs up to {human(need)} more, {human(free)} are free", file=sys.stderr)
+            return EXIT_NO_SPACE
+        return None
+
+
+#: pyBigWig's destructor finishes (writes) the file: a handle we return early from stays here
+#: until os._exit, so that nothing is written after a refusal
+_GIVEN_UP: list = []
 
 
 def _child(path: str) -> int:
@@ -197,23 +288,30 @@ def _child(path: str) -> int:
     if bw is None:
         print(f"{path}: pyBigWig could not open the file for writing", file=sys.stderr)
         return EXIT_BAD_FILE
+    _GIVEN_UP.append(bw)  # see _GIVEN_UP
+    budget = _Budget(path, header)
+    if (code := budget.refuse(budget.header_bytes([c for c, _ in header]))) is not None:
+        return code
     bw.addHeader(header, maxZooms=10)
     last = None
-    try:
-        while True:
-            kind, row, n = _FRAME.unpack(_read_exact(stdin, _FRAME.size))
-            if kind == b"Z":
-                break
-            body = _read_exact(stdin, n * 20)
-            starts = np.frombuffer(body, "<i8", n)
-            ends = np.frombuffer(body, "<i8", n, 8 * n)
-            values = np.frombuffer(body, "<f4", n, 16 * n).astype(np.float64)
-            bw.addEntries([header[row][0]] * n, starts, ends=ends, values=values)
-            if n:
-                last = (header[row][0], int(starts[-1]), int(ends[-1]), float(values[-1]))
-    except EOFError:  # the parent went away (abort): leave, the parent removes the file
-        return EXIT_BAD_FILE
+    while True:
+        kind, row, n = _FRAME.unpack(_read_exact(stdin, _FRAME.size))
+        if kind == b"Z":
+            break
+        body = _read_exact(stdin, n * 20)
+        starts = np.frombuffer(body, "<i8", n)
+        ends = np.frombuffer(body, "<i8", n, 8 * n)
+        values = np.frombuffer(body, "<f4", n, 16 * n).astype(np.float64)
+        if (code := budget.refuse(budget.add_bytes(n))) is not None:
+            return code
+        bw.addEntries([header[row][0]] * n, starts, ends=ends, values=values)
+        budget.count(row, starts, ends)
+        if n:
+            last = (header[row][0], int(starts[-1]), int(ends[-1]), float(values[-1]))
+    if (code := budget.refuse(budget.close_bytes())) is not None:
+        return code
     bw.close()
+    _GIVEN_UP.clear()
     return _check(path, header, last)
 
 
@@ -239,5 +337,18 @@ def _check(path: str, header, last) -> int:
     return 0
 
 
+def _main(path: str) -> int:
+    try:
+        return _child(path)
+    except EOFError:  # the parent went away (abort): leave, the parent removes the file
+        return EXIT_BAD_FILE
+    except Exception as err:  # noqa: BLE001 - the parent turns it into one line
+        print(f"{path}: {type(err).__name__}: {err}", file=sys.stderr)
+        return EXIT_BAD_FILE
+
+
 if __name__ == "__main__":
-    sys.exit(_child(sys.argv[1]))
+    code = _main(sys.argv[1])
+    sys.stderr.flush()
+    # not sys.exit: pyBigWig's destructor would finish (write) a file we have given up on
+    os._exit(code)

@@ -175,7 +175,8 @@ _FULL_DISK_CHILD = textwrap.dedent("""
     import numpy as np
     from plrp.errors import OutputError
     from plrp.outputs.bigwig import BigWigWriter
-    resource.setrlimit(resource.RLIMIT_FSIZE, (64 << 10, 64 << 10))
+    limit = int(sys.argv[2])
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
     rng = np.random.default_rng(0)
     w = BigWigWriter(sys.argv[1], [("chr1", 5_000_000)])
     pos = np.arange(2_000_000)
@@ -183,23 +184,57 @@ _FULL_DISK_CHILD = textwrap.dedent("""
         w.add("chr1", pos, rng.normal(size=pos.size).astype(np.float32))
         w.close()
     except OutputError as err:
-        print(type(err).__name__, err.exit_code, err)
+        print(type(err).__name__, err.exit_code, w._proc.returncode, err)
         sys.exit(0)
     print("no error")
 """)
 
 
-def test_bigwig_on_a_full_disk_is_a_one_line_error(tmp_path):
-    """A file-size limit (as a full disk) under pyBigWig: NoSpaceError, no crash, no file."""
+@pytest.mark.parametrize("limit, where", [(64 << 10, "the header"), (1 << 20, "the data"),
+                                          (16 << 20, "the zoom levels at close")])
+def test_bigwig_on_a_full_disk_is_a_one_line_error(tmp_path, limit, where):
+    """A file-size limit (as a full disk) reached in {where}: NoSpaceError, no file, and the
+    pyBigWig child stopped itself before libBigWig's unchecked writes failed (its own exit
+    code, never a signal: a failed write inside libBigWig corrupts its heap)."""
+    from plrp.outputs.bigwig import EXIT_TOO_BIG
+
     path = tmp_path / "full.bw"
-    proc = subprocess.run([sys.executable, "-c", _FULL_DISK_CHILD, str(path)],
+    proc = subprocess.run([sys.executable, "-c", _FULL_DISK_CHILD, str(path), str(limit)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = proc.stdout.strip()
-    assert out.startswith("NoSpaceError 6 ") and str(path) in out, out
-    assert "file-size limit" in out and len(out.splitlines()) == 1
+    assert out.startswith(f"NoSpaceError 6 {EXIT_TOO_BIG} ") and str(path) in out, out
+    assert "file-size limit" in out and "needs up to" in out and len(out.splitlines()) == 1
     assert not path.exists() and os.listdir(tmp_path) == []
     assert NoSpaceError.exit_code == 6
+
+
+def test_bigwig_close_bound_covers_what_libbigwig_writes(tmp_path):
+    """The child's upper bound of the bytes bwClose writes (last block, index, 10 zoom levels)
+    is at least what it does write, for dense, sparse and run-length tracks (and, being
+    uncompressed record counts, no more than 10x it)."""
+    import pyBigWig
+
+    from plrp.outputs.bigwig import _Budget
+
+    rng = np.random.default_rng(1)
+    for n, spacing, width in [(300_000, 1, 1), (200_000, 20, 1), (100_000, 7, 5)]:
+        pos = np.arange(n, dtype=np.int64) * spacing * max(width, 1)
+        header = [("chr1", int(pos[-1]) + width + 100), ("chr2", 1000)]
+        path = str(tmp_path / f"b{n}.bw")
+        budget = _Budget(path, header)
+        bw = pyBigWig.open(path, "w")
+        bw.addHeader(header, maxZooms=10)
+        for lo in range(0, n, 65536):
+            s = pos[lo:lo + 65536]
+            bw.addEntries(["chr1"] * s.size, s, ends=s + width,
+                          values=rng.normal(size=s.size))
+            budget.count(0, s, s + width)
+        before = os.path.getsize(path)
+        bound = budget.close_bytes()
+        bw.close()
+        wrote = os.path.getsize(path) - before
+        assert wrote <= bound < 10 * wrote, (n, wrote, bound)
 
 
 def test_bigwig_that_cannot_be_written_is_an_output_error(tmp_path, tracks):

@@ -25,6 +25,7 @@ from torch import nn
 from plrp.engine.graph import trace_model, unwrap_model
 from plrp.engine.ops import call, resolve
 from plrp.engine.propagate import Explainer, Walk, conservation_error
+from plrp.engine.rules import stabilise
 from plrp.engine.targets import normalise_target, seed
 from plrp.errors import PlrpError
 
@@ -121,9 +122,13 @@ class _StackedEnv(dict):
     window-dependent nodes are gathered, shape-derived nodes (batch size...) recomputed,
     constants shared."""
 
-    def __init__(self, base: dict, rows: torch.Tensor, traced, nodes: dict):
+    def __init__(self, base: dict, rows: torch.Tensor, traced, nodes: dict,
+                 shared: dict | None = None):
         super().__init__()
         self.base, self.rows, self.traced, self.nodes = base, rows, traced, nodes
+        # per-window values derived from the forward, computed once for all chunks
+        self.shared = {} if shared is None else shared
+        self._gathered: dict = {}
 
     def __missing__(self, name):
         tm = self.traced
@@ -136,6 +141,16 @@ class _StackedEnv(dict):
             value = _take(self.base[name], self.rows)
         self[name] = value
         return value
+
+    def stabilised(self, name: str, eps: float) -> torch.Tensor:
+        """z + eps sgn z of node ``name`` for this chunk's rows: computed on the windows,
+        then gathered (a (method, target) row shares its window's denominator)."""
+        key = ("stabilised", name, eps)
+        if key not in self._gathered:
+            if key not in self.shared:
+                self.shared[key] = stabilise(self.base[name], eps)
+            self._gathered[key] = _take(self.shared[key], self.rows)
+        return self._gathered[key]
 
     def shape_of(self, name) -> torch.Size:
         if name in self or name in self.traced.shape_nodes or \
@@ -268,6 +283,7 @@ class BatchExplainer:
         rel = x.new_empty((m, n_targets, n_windows) + tuple(x.shape[1:]))
         hyp = torch.empty_like(rel)
         shape = tuple(x.shape[1:])
+        shared: dict = {}
         for group in self._groups:
             lead = self.explainers[self.method_names[group[0]]]
             per_method = n_targets * n_windows
@@ -283,20 +299,21 @@ class BatchExplainer:
             for lo in range(0, n_rows, chunk):
                 hi = min(n_rows, lo + chunk)
                 out_rel[lo:hi], out_hyp[lo:hi] = self._walk_chunk(
-                    lead, group, env, extra, seeds, lo, hi, n_windows, per_method)
+                    lead, group, env, extra, seeds, lo, hi, n_windows, per_method, shared)
             if not adjacent:
                 for k, i in enumerate(group):
                     rel[i] = out_rel[k * per_method:(k + 1) * per_method].view_as(rel[i])
                     hyp[i] = out_hyp[k * per_method:(k + 1) * per_method].view_as(hyp[i])
         return rel, hyp
 
-    def _walk_chunk(self, lead, group, env, extra, seeds, lo, hi, n_windows, per_method):
+    def _walk_chunk(self, lead, group, env, extra, seeds, lo, hi, n_windows, per_method,
+                    shared):
         device = env[lead.traced.input_node].device
         rows = torch.arange(lo, hi, device=device)
         whole = lo == 0 and hi == n_windows         # one method, one target: no copies
         windows = rows % n_windows
         targets = (rows // n_windows) % len(self.specs)
-        chunk_env = env if whole else _StackedEnv(env, windows, lead.traced, self._nodes)
+        chunk_env = env if whole else _StackedEnv(env, windows, lead.traced, self._nodes, shared)
         chunk_extra = extra if whole else {k: _take(v, windows) for k, v in extra.items()}
         chunk_seeds = [None if s is None else s[targets, windows] for s in seeds]
         segments: dict = {}

@@ -26,7 +26,7 @@ from plrp.engine.composites import Composite, load_composite
 from plrp.engine.graph import TracedModel, trace_model, unwrap_model
 from plrp.engine.ops import OP_KINDS, call, node_args, resolve
 from plrp.engine.prune import apply_lambda, resolve_schedule, select
-from plrp.engine.rules import LinearOp
+from plrp.engine.rules import LinearOp, stabilise
 from plrp.engine.targets import normalise_target, seed
 from plrp.errors import PlrpError, UnsupportedModelError
 
@@ -287,6 +287,12 @@ class Walk:
         shape_of = getattr(self.env, "shape_of", None)
         return shape_of(node.name) if shape_of is not None else self.env[node.name].shape
 
+    def stabilised(self, node: fx.Node, eps: float) -> torch.Tensor:
+        """z + eps sgn z of a node's value; a stacked env computes it on its windows once."""
+        shared = getattr(self.env, "stabilised", None)
+        return shared(node.name, eps) if shared is not None else \
+            stabilise(self.env[node.name], eps)
+
     def extra(self, node: fx.Node):
         return self._extra[node.name]
 
@@ -307,10 +313,13 @@ class Walk:
         ex = self.ex
         src = node.args[0] if node.args else node.kwargs["input"]
         a = self.env[src.name]
-        z = self.env[node.name]
         op = ex.linear_op(node, self.env)
         rule = ex.rules[node.name]
-        r_in, mult = rule.relevance(op, a, z, r_out)
+        if rule.shares_denominator:  # z itself unused: a stacked env need not gather it
+            z, shared = None, {"stab": lambda eps: self.stabilised(node, eps)}
+        else:
+            z, shared = self.env[node.name], {}
+        r_in, mult = rule.relevance(op, a, z, r_out, **shared)
         for lo, hi, pp, pn in self.segments.get(node.name, ()):
             whole = lo == 0 and hi == r_in.shape[0]
             part = r_in if whole else r_in[lo:hi]
@@ -319,8 +328,8 @@ class Walk:
                 part = apply_lambda(part, pruning)
             else:
                 # hypothetical (input layer only) ignores the pruning of its own input
-                part, _ = rule.relevance(op, a[lo:hi], z[lo:hi], r_out[lo:hi],
-                                         mask=pruning.keep.to(a.dtype))
+                part, _ = rule.relevance(op, a[lo:hi], None if z is None else z[lo:hi],
+                                         r_out[lo:hi], mask=pruning.keep.to(a.dtype))
             if whole:
                 r_in = part
             else:

@@ -124,10 +124,15 @@ def _one(v):
 
 
 class Rule:
-    """Base class. ``params`` are the rule's keyword parameters (for describe/inspect)."""
+    """Base class. ``params`` are the rule's keyword parameters (for describe/inspect).
+
+    A rule with ``shares_denominator`` takes ``stab(eps)`` -> z + eps sgn z of the layer's
+    own outputs, which a stacked walk computes once per window rather than once per
+    (method, target) row."""
 
     name = "rule"
     product = True          # relevance = a * multiplier
+    shares_denominator = False
 
     def __init__(self, **params):
         self.params = params
@@ -144,15 +149,16 @@ class Epsilon(Rule):
     """R_j = sum_k a_j w_jk / (z_k + eps sgn z_k) R_k (bias in z)."""
 
     name = "epsilon"
+    shares_denominator = True
 
     def __init__(self, epsilon: float = 1e-6):
         super().__init__(epsilon=float(epsilon))
         self.eps = float(epsilon)
 
-    def relevance(self, op, a, z, R, mask=None):
+    def relevance(self, op, a, z, R, mask=None, stab=None):
         if mask is not None:
             return masked_relevance(op, a, R, mask, op.weight, op.bias, self.eps)
-        s = R / stabilise(z, self.eps)
+        s = R / (stabilise(z, self.eps) if stab is None else stab(self.eps))
         m = op.backward(s, op.weight, a.shape)
         return a * m, m
 

@@ -11,6 +11,7 @@ from plrp.defaults import (DEFAULT_BATCH_SIZE, DEFAULT_BEDGRAPH, DEFAULT_COMPOSI
                            DEFAULT_MAX_N_FRACTION, DEFAULT_MAX_TARGETS, DEFAULT_MERGE,
                            DEFAULT_P_POS, DEFAULT_SPARSITY, DEFAULT_VARIANT)
 from plrp.jobs.explain import ARRAY_DTYPES, BEDGRAPH_CHOICES, PRECISIONS
+from plrp.jobs.methods import method_names
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -40,8 +41,9 @@ from plrp.jobs.explain import ARRAY_DTYPES, BEDGRAPH_CHOICES, PRECISIONS
               help="CPU threads for torch (default: torch's own choice).")
 @click.option("--window", type=int, default=None, help="Window length (default: model input).")
 @click.option("--stride", type=int, default=None, help="Step between windows (default: window).")
-@click.option("--method", "methods", multiple=True, type=click.Choice(["lrp", "plrp"]),
-              help="plrp (default) or lrp; give twice to store both.")
+@click.option("--method", "methods", multiple=True, type=click.Choice(method_names()),
+              help="plrp (default), lrp, or a baseline (computed by its library with its "
+                   "default options: tracks to set beside PLRP's); repeat to store several.")
 @click.option("--variant", type=click.Choice(["lambda", "m"]), default=DEFAULT_VARIANT,
               show_default=True, help="PLRP variant: rescale kept relevance or re-route it.")
 @click.option("--p-pos", type=float, default=DEFAULT_P_POS, show_default=True,

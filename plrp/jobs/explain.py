@@ -35,7 +35,6 @@ from plrp.outputs.sink import Sink, start_writer
 
 log = logging.getLogger("plrp")
 
-METHODS = ("lrp", "plrp")
 BEDGRAPH_CHOICES = ("bgzip", "plain", "none")
 ARRAY_DTYPES = ("float32", "float16")
 PRECISIONS = ("fp32", "tf32", "bf16")
@@ -108,8 +107,10 @@ class ExplainOptions:
         """Raise PlrpError naming the flag of the first bad value."""
         from plrp.outputs.tracks import MERGE_RULES
 
+        from plrp.jobs.methods import method_names
+
         self.methods = tuple(dict.fromkeys(self.methods or ("plrp",)))
-        choices = [("--method", m, METHODS) for m in self.methods] + [
+        choices = [("--method", m, method_names()) for m in self.methods] + [
             ("--merge", self.merge, MERGE_RULES), ("--bedgraph", self.bedgraph, BEDGRAPH_CHOICES),
             ("--array-dtype", self.array_dtype, ARRAY_DTYPES),
             ("--precision", self.precision, PRECISIONS)]
@@ -212,13 +213,14 @@ def _load(model, arch=None, arch_params=()):
 
 
 def _method_options(opts: ExplainOptions) -> dict[str, dict]:
-    """{method: BatchExplainer options}: lrp is p = 0; plrp's p_neg defaults to p_pos / 2."""
+    """{engine method: BatchExplainer options}: lrp is p = 0; plrp's p_neg defaults to
+    p_pos / 2. Baseline methods take their library defaults (plrp.jobs.methods)."""
     p_neg = opts.p_neg
     if p_neg is None and not isinstance(opts.p_pos, dict):
         p_neg = opts.p_pos / 2
     table = {"lrp": dict(p_pos=0.0, p_neg=0.0, variant=opts.variant),
              "plrp": dict(p_pos=opts.p_pos, p_neg=p_neg, variant=opts.variant)}
-    return {m: table[m] for m in opts.methods}
+    return {m: table[m] for m in opts.methods if m in table}
 
 
 class _Producer(threading.Thread):
@@ -299,10 +301,7 @@ def _probe_seconds(net, specs, methods, opts, dev, window) -> float:
     """Engine seconds per (window, target) for all methods, timed on one small batch."""
     import torch
 
-    from plrp.engine import BatchExplainer
-
-    be = BatchExplainer(net, targets=specs[:2], methods=methods, composite=opts.composite,
-                        precision=opts.precision, rc_average=opts.rc_average)
+    be = _explainer(net, specs[:2], methods, opts)
     x = torch.zeros((min(int(opts.batch_size), 16), 4, window), device=dev)
     be.explain(x[:1])  # tracing and first allocations are not the rate
     if dev.type == "cuda":
@@ -312,6 +311,14 @@ def _probe_seconds(net, specs, methods, opts, dev, window) -> float:
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     return (time.perf_counter() - t0) / (x.shape[0] * len(specs[:2]))
+
+
+def _explainer(net, specs, methods: dict, opts: ExplainOptions):
+    """One explainer for every --method (the engine's and the baselines), in their order."""
+    from plrp.jobs.methods import MethodExplainer
+
+    return MethodExplainer(net, specs, opts.methods, methods, composite=opts.composite,
+                           precision=opts.precision, rc_average=opts.rc_average)
 
 
 def _check_size(out_dir: Path, plan: _Plan, opts, n_targets: int, window: int, arrays: bool,
@@ -432,8 +439,8 @@ def _run(reader, fasta, out_prefix: Path, opts: ExplainOptions, group, t0) -> Ex
     import torch
 
     from plrp.devices import resolve_device
-    from plrp.engine import BatchExplainer
     from plrp.hostmemory import release_free_memory
+    from plrp.jobs.methods import baseline_attrs
     from plrp.jobs.transfer import DeviceBatches
     from plrp.models.checkpoint import check_input_length
 
@@ -456,8 +463,7 @@ def _run(reader, fasta, out_prefix: Path, opts: ExplainOptions, group, t0) -> Ex
     estimate = _check_size(out_prefix.parent, plan, opts, len(targets), window, arrays,
                            formats, lambda: _probe_seconds(net, specs, methods, opts, dev,
                                                            window))
-    engine = BatchExplainer(net, targets=specs, methods=methods, composite=opts.composite,
-                            precision=opts.precision, rc_average=opts.rc_average)
+    engine = _explainer(net, specs, methods, opts)
     engine.explain(torch.zeros((1, 4, window), device=dev))  # trace now, not in batch 1
     # a GPU run writes beside the engine; a CPU run between its batches (sink.start_writer)
     background = (dev.type != "cpu" if opts.background_writes is None
@@ -475,7 +481,8 @@ def _run(reader, fasta, out_prefix: Path, opts: ExplainOptions, group, t0) -> Ex
         "pad_short": bool(opts.pad_short), "device": str(dev), "sparsity": opts.sparsity,
         "precision": opts.precision, "rc_average": bool(opts.rc_average),
     }
-    method_attrs = {m: {**o, "composite": str(opts.composite)} for m, o in methods.items()}
+    method_attrs = {m: ({**methods[m], "composite": str(opts.composite)} if m in methods
+                        else baseline_attrs(m)) for m in opts.methods}
     sink = Sink(group.path, h5=Path(f"{out_prefix}.h5"), prefix=out_prefix,
                 chroms=reader.chroms, window=window, methods=list(opts.methods),
                 targets=targets, attrs=attrs, method_attrs=method_attrs, formats=formats,

@@ -93,6 +93,8 @@ def _attr(value):
 def _method_label(method: str, attrs: dict) -> str:
     if method == "lrp":
         return "LRP"
+    if attrs.get("baseline"):
+        return method
     p = _attr(attrs.get("p_pos", ""))
     variant = _attr(attrs.get("variant", ""))
     try:

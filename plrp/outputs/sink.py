@@ -16,6 +16,7 @@ engine's next batch (a thread), on the CPU between engine batches.
 from __future__ import annotations
 
 import functools
+import os
 import queue
 import threading
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -67,8 +68,6 @@ class Sink:
                  attrs: dict, method_attrs: dict, formats=(), arrays=False,
                  array_dtype="float32", merge="nearest-centre", sparsity=0.0, capacity=0,
                  compression_level=1, background=False):
-        import os
-
         self.methods, self.targets = list(methods), list(targets)
         self.keys = [(m, t) for m in self.methods for t in self.targets]
         self.arrays, self.background = bool(arrays), bool(background)
@@ -152,9 +151,14 @@ class Sink:
             self.store.set_attr(k, v)
         self.store.finish()
         self.store.close()
-        for writers in self.writers.values():
-            for w in writers:
-                w.close()
+        # closing a track builds its index (tabix re-reads the whole file, the bigWig its
+        # zoom levels): C work that releases the GIL, so the tracks close side by side
+        closing = [w for writers in self.writers.values() for w in writers]
+        with ThreadPoolExecutor(max_workers=max(1, min(len(closing), os.cpu_count() or 1)),
+                                thread_name_prefix="plrp-close") as pool:
+            jobs = [pool.submit(w.close) for w in closing]
+        for job in jobs:
+            job.result()  # every close has ended: re-raise the first failure
         self._open.clear()
 
     def abort(self) -> None:

@@ -1,0 +1,89 @@
+"""The explain job's ``--method`` names: PLRP's own methods and the baselines, one explainer.
+
+``lrp`` and ``plrp`` (:data:`ENGINE_METHODS`) are walked by one
+:class:`~plrp.engine.BatchExplainer` (one forward for every target). Any name in
+:data:`plrp.baselines.BASELINES` (gradient_x_input, deep_lift_shap, ism,
+integrated_gradients) is computed per target by its library with its default options, so
+that its tracks can sit beside PLRP's in a genome browser. Baselines return attributions
+projected onto the observed base; their "hypothetical" arrays hold the same values (they
+have no separate hypothetical contributions), as their method attributes say.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from plrp.baselines import BASELINES, attribute
+from plrp.engine import BatchExplainer, BatchExplanation, reverse_complement
+from plrp.engine.propagate import conservation_error
+from plrp.engine.targets import score
+
+ENGINE_METHODS = ("lrp", "plrp")
+
+
+def method_names() -> list[str]:
+    """Every name ``--method`` accepts: the engine's, then the registered baselines."""
+    return list(ENGINE_METHODS) + list(BASELINES)
+
+
+def baseline_attrs(name: str) -> dict:
+    """What the output file records about a baseline method."""
+    b = BASELINES[name]
+    return {"baseline": name, "library": b.library, "cost": b.cost,
+            "hypothetical": "the projected attribution (a baseline has no other)"}
+
+
+class MethodExplainer:
+    """Explain windows with ``names`` (engine methods and baselines, in that order of the
+    user's list) for target ``specs``.
+
+    ``engine_options``: {engine method: BatchExplainer options}; ``composite``,
+    ``precision``, ``rc_average`` as for BatchExplainer (baselines run in float32;
+    ``rc_average`` averages them with their reverse complement's too).
+    """
+
+    def __init__(self, model, specs, names, engine_options: dict, *, composite="epsilon",
+                 precision="fp32", rc_average=False, max_stack=None):
+        self.names = list(names)
+        self.model, self.specs, self.rc_average = model, list(specs), bool(rc_average)
+        walked = [n for n in self.names if n in ENGINE_METHODS]
+        self.engine = BatchExplainer(
+            model, targets=self.specs, methods={n: engine_options[n] for n in walked},
+            composite=composite, precision=precision, rc_average=rc_average,
+            max_stack=max_stack) if walked else None
+        self._walked = walked
+
+    def explain(self, x: torch.Tensor) -> BatchExplanation:
+        """(M, T, N, 4, L) relevance / hypothetical and (M, T, N) score / conservation error
+        for windows x (N, 4, L), methods in ``names`` order."""
+        out = self.engine.explain(x) if self.engine is not None else None
+        scores = out.score[0] if out is not None else self._scores(x)
+        parts = []
+        for name in self.names:
+            if name in self._walked:
+                i = self._walked.index(name)
+                parts.append((out.relevance[i], out.hypothetical[i], out.score[i],
+                              out.conservation_error[i]))
+                continue
+            rel = torch.stack([self._baseline(name, x, spec) for spec in self.specs])
+            t, n = rel.shape[:2]
+            err = conservation_error(rel.reshape(t * n, *rel.shape[2:]), scores.reshape(-1),
+                                     rel.dtype).reshape(t, n)
+            parts.append((rel, rel, scores, err))
+        return BatchExplanation(*(torch.stack(p) for p in zip(*parts)))
+
+    def _baseline(self, name, x, spec) -> torch.Tensor:
+        attr = attribute(name, self.model, x, spec)
+        if self.rc_average:
+            attr = (attr + reverse_complement(attribute(name, self.model,
+                                                        reverse_complement(x), spec))) / 2
+        return attr
+
+    def _scores(self, x) -> torch.Tensor:
+        """(T, N) target scores, as the engine reports them (rc-averaged when asked)."""
+        with torch.no_grad():
+            s = torch.stack([score(self.model(x), spec) for spec in self.specs])
+            if self.rc_average:
+                rc = self.model(reverse_complement(x))
+                s = (s + torch.stack([score(rc, spec) for spec in self.specs])) / 2
+        return s

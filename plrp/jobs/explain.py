@@ -435,13 +435,27 @@ def explain_fasta(fasta, out_prefix, options: ExplainOptions | None = None,
     return result
 
 
-def _run(reader, fasta, out_prefix: Path, opts: ExplainOptions, group, t0) -> ExplainResult:
-    import torch
+@dataclass
+class _Job:
+    """What a run explains, settled before any output exists."""
 
+    loaded: object
+    window: int
+    stride: int
+    targets: list
+    plan: _Plan
+    device: object
+    net: object
+    specs: list
+    methods: dict
+    arrays: bool
+    formats: list
+    estimate: dict
+
+
+def _prepare(reader, fasta, out_prefix: Path, opts: ExplainOptions) -> _Job:
+    """Model, window, targets, the planned windows, and the size check (may refuse)."""
     from plrp.devices import resolve_device
-    from plrp.hostmemory import release_free_memory
-    from plrp.jobs.methods import baseline_attrs
-    from plrp.jobs.transfer import DeviceBatches
     from plrp.models.checkpoint import check_input_length
 
     loaded = _load(opts.model, opts.arch, opts.arch_params)
@@ -463,68 +477,97 @@ def _run(reader, fasta, out_prefix: Path, opts: ExplainOptions, group, t0) -> Ex
     estimate = _check_size(out_prefix.parent, plan, opts, len(targets), window, arrays,
                            formats, lambda: _probe_seconds(net, specs, methods, opts, dev,
                                                            window))
-    engine = _explainer(net, specs, methods, opts)
-    engine.explain(torch.zeros((1, 4, window), device=dev))  # trace now, not in batch 1
-    # a GPU run writes beside the engine; a CPU run between its batches (sink.start_writer)
-    background = (dev.type != "cpu" if opts.background_writes is None
-                  else bool(opts.background_writes))
+    return _Job(loaded, window, stride, targets, plan, dev, net, specs, methods, arrays,
+                formats, estimate)
+
+
+def _file_attrs(job: _Job, fasta, opts: ExplainOptions) -> tuple[dict, dict]:
+    """The HDF5 file's attributes and each method's (what the run was, for provenance)."""
+    from plrp.jobs.methods import baseline_attrs
+
     attrs = {
-        "plrp_version": __version__, "model_path": str(loaded.path or ""),
-        "model_sha256": loaded.sha256, "architecture": loaded.spec,
-        "composite": str(opts.composite), "stride": stride, "merge": opts.merge,
-        "targets": targets, "methods": list(opts.methods),
+        "plrp_version": __version__, "model_path": str(job.loaded.path or ""),
+        "model_sha256": job.loaded.sha256, "architecture": job.loaded.spec,
+        "composite": str(opts.composite), "stride": job.stride, "merge": opts.merge,
+        "targets": job.targets, "methods": list(opts.methods),
         "command_line": opts.command_line or " ".join(sys.argv),
         "fasta": str(Path(fasta).resolve()), "regions": ";".join(map(str, opts.regions or ())),
         "only_chroms": ",".join(opts.chroms or ()), "exclude": str(opts.exclude or ""),
         "shard": f"{opts.shard[0]}/{opts.shard[1]}" if opts.shard else "1/1",
-        "n_windows_total": plan.windows.n_windows, "max_n_fraction": float(opts.max_n_fraction),
-        "pad_short": bool(opts.pad_short), "device": str(dev), "sparsity": opts.sparsity,
-        "precision": opts.precision, "rc_average": bool(opts.rc_average),
+        "n_windows_total": job.plan.windows.n_windows,
+        "max_n_fraction": float(opts.max_n_fraction), "pad_short": bool(opts.pad_short),
+        "device": str(job.device), "sparsity": opts.sparsity, "precision": opts.precision,
+        "rc_average": bool(opts.rc_average),
     }
-    method_attrs = {m: ({**methods[m], "composite": str(opts.composite)} if m in methods
-                        else baseline_attrs(m)) for m in opts.methods}
-    sink = Sink(group.path, h5=Path(f"{out_prefix}.h5"), prefix=out_prefix,
-                chroms=reader.chroms, window=window, methods=list(opts.methods),
-                targets=targets, attrs=attrs, method_attrs=method_attrs, formats=formats,
-                arrays=arrays, array_dtype=opts.array_dtype, merge=opts.merge,
-                sparsity=opts.sparsity, capacity=plan.hi - plan.lo,
-                compression_level=opts.compression_level, background=background)
-    io = DeviceBatches(dev, opts.batch_size, window, sink.track_values, arrays,
+    method_attrs = {m: ({**job.methods[m], "composite": str(opts.composite)}
+                        if m in job.methods else baseline_attrs(m)) for m in opts.methods}
+    return attrs, method_attrs
+
+
+def _stream(reader, job: _Job, opts: ExplainOptions, engine, sink, background: bool
+            ) -> tuple[float, int]:
+    """Batches -> engine -> sink: read and encode on one thread, explain on this one, write
+    beside it (GPU) or between batches (CPU). Returns (engine seconds, windows skipped)."""
+    from plrp.hostmemory import release_free_memory
+    from plrp.jobs.transfer import DeviceBatches
+
+    plan = job.plan
+    io = DeviceBatches(job.device, opts.batch_size, job.window, sink.track_values, job.arrays,
                        slots=opts.queue_size + 2)
     skipped: dict = {}
+    writer = start_writer(lambda item: sink.write(*item), background, opts.queue_size)
+    producer = _Producer(gwin.iter_window_batches(
+        reader, plan.windows, job.window, int(opts.batch_size), plan.lo, plan.hi,
+        float(opts.max_n_fraction), skipped), opts.queue_size)
+    producer.start()
+    bar = _progress(plan.hi - plan.lo, opts.progress)
+    engine_seconds = 0.0
     try:
-        writer = start_writer(lambda item: sink.write(*item), background, opts.queue_size)
-        producer = _Producer(gwin.iter_window_batches(
-            reader, plan.windows, window, int(opts.batch_size), plan.lo, plan.hi,
-            float(opts.max_n_fraction), skipped), opts.queue_size)
-        producer.start()
-        bar = _progress(plan.hi - plan.lo, opts.progress)
+        for k, batch in enumerate(producer, start=1):
+            t_engine = time.perf_counter()
+            out = engine.explain(io.to_device(batch.one_hot))
+            res = io.to_host(out, batch.index.size)
+            engine_seconds += time.perf_counter() - t_engine
+            writer.put((batch, res))
+            bar.update(int(batch.index[-1]) + 1 - plan.lo - bar.n)
+            if k % _TRIM_EVERY == 0:
+                release_free_memory(above=_TRIM_ABOVE)  # see hostmemory
+        writer.close()
+    finally:
+        writer.stop()
+        producer.stop()
+        bar.close()
+    return engine_seconds, int(skipped.get("max_n", 0))
+
+
+def _run(reader, fasta, out_prefix: Path, opts: ExplainOptions, group, t0) -> ExplainResult:
+    """plan -> batches -> engine -> sink."""
+    import torch
+
+    job = _prepare(reader, fasta, out_prefix, opts)
+    engine = _explainer(job.net, job.specs, job.methods, opts)
+    engine.explain(torch.zeros((1, 4, job.window), device=job.device))  # trace it now
+    # a GPU run writes beside the engine; a CPU run between its batches (sink.start_writer)
+    background = (job.device.type != "cpu" if opts.background_writes is None
+                  else bool(opts.background_writes))
+    attrs, method_attrs = _file_attrs(job, fasta, opts)
+    sink = Sink(group.path, h5=Path(f"{out_prefix}.h5"), prefix=out_prefix,
+                chroms=reader.chroms, window=job.window, methods=list(opts.methods),
+                targets=job.targets, attrs=attrs, method_attrs=method_attrs,
+                formats=job.formats, arrays=job.arrays, array_dtype=opts.array_dtype,
+                merge=opts.merge, sparsity=opts.sparsity, capacity=job.plan.hi - job.plan.lo,
+                compression_level=opts.compression_level, background=background)
+    try:
         setup_seconds = time.perf_counter() - t0
-        engine_seconds = 0.0
-        try:
-            for k, batch in enumerate(producer, start=1):
-                t_engine = time.perf_counter()
-                out = engine.explain(io.to_device(batch.one_hot))
-                res = io.to_host(out, batch.index.size)
-                engine_seconds += time.perf_counter() - t_engine
-                writer.put((batch, res))
-                bar.update(int(batch.index[-1]) + 1 - plan.lo - bar.n)
-                if k % _TRIM_EVERY == 0:
-                    release_free_memory(above=_TRIM_ABOVE)  # see hostmemory
-            writer.close()
-        finally:
-            writer.stop()
-            producer.stop()
-            bar.close()
-        n_skipped = int(skipped.get("max_n", 0))
-        sink.finish({"n_windows_skipped_n": n_skipped, "short_spans": plan.short})
+        engine_seconds, n_skipped = _stream(reader, job, opts, engine, sink, background)
+        sink.finish({"n_windows_skipped_n": n_skipped, "short_spans": job.plan.short})
     except BaseException:
         sink.abort()
         raise
     return ExplainResult(sink.h5_path, tracks=sink.paths, n_windows=sink.store.n_windows,
-                         n_windows_total=plan.windows.n_windows, n_skipped_n=n_skipped,
-                         short=plan.short, bases=plan.bases, stored=dict(sink.stored),
-                         estimate=estimate, setup_seconds=setup_seconds,
+                         n_windows_total=job.plan.windows.n_windows, n_skipped_n=n_skipped,
+                         short=job.plan.short, bases=job.plan.bases, stored=dict(sink.stored),
+                         estimate=job.estimate, setup_seconds=setup_seconds,
                          engine_seconds=engine_seconds)
 
 

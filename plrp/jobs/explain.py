@@ -364,10 +364,13 @@ def _torch_threads(n: int | None):
         torch.set_num_threads(before)
 
 
-def _igv_session(group, fasta, out_prefix: Path, result: ExplainResult) -> Path | None:
+def _igv_session(group, fasta, names, out_prefix: Path, result: ExplainResult
+                 ) -> Path | None:
     """``PREFIX.igv.xml`` beside the tracks (bigWig where written, else the bedGraph), opened
-    at the top-scoring window of the first track; None when no track file is written."""
-    from plrp.outputs.igv import top_window_locus, write_session
+    at the top-scoring window of the first track; None when no track file is written.
+    Sequences with NCBI ``gi|...|`` ``names`` also get ``PREFIX.alias.tab`` (their short
+    names, for igv.js and IGV's JSON genomes: docs/pipelines.md)."""
+    from plrp.outputs.igv import sequence_aliases, top_window_locus, write_aliases, write_session
 
     chosen = result.bigwigs or result.bedgraphs
     if not chosen:
@@ -379,6 +382,8 @@ def _igv_session(group, fasta, out_prefix: Path, result: ExplainResult) -> Path 
     session = Path(f"{out_prefix}.igv.xml")
     write_session(group.path(session), fasta, tracks, locus or "All",
                   session_dir=session.parent)
+    if sequence_aliases(names):
+        write_aliases(group.path(Path(f"{out_prefix}.alias.tab")), names)
     return session
 
 
@@ -426,7 +431,8 @@ def explain_fasta(fasta, out_prefix, options: ExplainOptions | None = None,
         with (FastaReader(fasta) as reader, AtomicGroup() as group,
               _torch_threads(opts.threads)):
             result = _run(reader, fasta, out_prefix, opts, group, t0)
-            result.session = _igv_session(group, fasta, out_prefix, result)
+            result.session = _igv_session(group, fasta, [n for n, _ in reader.chroms],
+                                          out_prefix, result)
             group.commit()
     if result.n_skipped_n:
         log.warning("%d window(s) skipped: more than %.0f%% N", result.n_skipped_n,

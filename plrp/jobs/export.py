@@ -70,8 +70,10 @@ def export_modisco(
       ohe.npz      arr_0 (N, 4, L) float32  one-hot windows (A, C, G, T rows)
       attr.npz     arr_0 (N, 4, L) float32  hypothetical contributions (for ``-a``)
       contrib.npz  arr_0 (N, 4, L) float32  actual contributions (relevance), for reference
-      windows.bed  N lines ``chrom start end index`` in array order (0-based, half-open),
-                   to map a seqlet's example_idx back to the genome
+      windows.bed  N lines ``chrom start end index score`` in array order (0-based,
+                   half-open; score: the window's explained output), the peaks file of
+                   ``modisco seqlet-bed -p windows.bed -c '*'`` (seqlets back in genome
+                   coordinates) and the map from a seqlet's example_idx to the genome
       README.txt   the modisco command line to run and where the arrays came from
 
     ``method`` defaults to the only method in the file, else "plrp" if present; ``target``
@@ -117,6 +119,7 @@ def export_modisco(
         win = rel.windows()
         chrom = win["chrom"][rows].tolist()
         start, end, index = win["start"][rows], win["end"][rows], win["index"][rows]
+        window_score = rel.attribution(method, target, "score")[rows]
         provenance = {
             "source": str(h5_path),
             "method": method,
@@ -144,8 +147,10 @@ def export_modisco(
             with open(tmp(paths[key]), "wb") as handle:
                 np.savez_compressed(handle, arr_0=array)
         with open(tmp(paths["bed"]), "w", encoding="utf-8", newline="\n") as handle:
-            for c, s, e, i in zip(chrom, start, end, index):
-                handle.write(f"{c}\t{int(s)}\t{int(e)}\t{int(i)}\n")
+            # modisco seqlet-bed reads chrom, start, end and the score (5th column); it
+            # centres its -w window on (start + end) // 2, as modisco motifs does on L
+            for c, s, e, i, v in zip(chrom, start, end, index, window_score):
+                handle.write(f"{c}\t{int(s)}\t{int(e)}\t{int(i)}\t{float(v):.6g}\n")
         window = min(length, 400) - min(length, 400) % 2
         readme = (
             f"TF-MoDISco input exported by plrp from {h5_path.name}\n"
@@ -154,7 +159,9 @@ def export_modisco(
             f"Run (window -w must be <= {length}; -n caps the seqlets per sign):\n"
             f"  modisco motifs -s ohe.npz -a attr.npz -n 2000 -w {window} -o modisco_results.h5\n"
             f"  modisco report -i modisco_results.h5 -o report/\n"
-            f"Row i of every array is line i of windows.bed (chrom start end global_index).\n"
+            f"  modisco seqlet-bed -i modisco_results.h5 -p windows.bed -c '*' -o seqlets.bed\n"
+            f"Row i of every array is line i of windows.bed (chrom start end global_index "
+            f"score),\nso seqlet-bed writes the seqlets in genome coordinates.\n"
         )
         with open(tmp(paths["readme"]), "w", encoding="utf-8") as handle:
             handle.write(readme)

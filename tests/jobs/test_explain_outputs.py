@@ -215,7 +215,9 @@ def test_igv_session_opens_every_track_at_the_top_window(tmp_path, model_path):
     paths = [r.get("path") for r in root.iter("Resource")]
     assert paths == [f"run.{t}.bw" for t in TARGETS]
     assert all((res.session.parent / p).is_file() for p in paths)
-    assert [t.get("autoScale") for t in root.iter("Track")] == ["true"] * len(TARGETS)
+    data_tracks = root.findall("Panel[@name='DataPanel']/Track")
+    assert [t.get("autoScale") for t in data_tracks] == ["true"] * len(TARGETS)
+    assert not (tmp_path / "o" / "run.alias.tab").exists()  # plain names need no aliases
     with open_relevance(res.h5) as f:
         score = f.attribution("plrp", TARGETS[0], "score")
         w = f.windows()
@@ -225,3 +227,19 @@ def test_igv_session_opens_every_track_at_the_top_window(tmp_path, model_path):
     res = explain_fasta(fa, tmp_path / "p" / "run", model=model_path, bedgraph="none",
                         progress=False)
     assert res.session is None and not (tmp_path / "p" / "run.igv.xml").exists()
+
+
+def test_gi_names_get_an_alias_file_beside_the_session(tmp_path, model_path):
+    """NCBI gi|...| names: PREFIX.alias.tab lists each FASTA name with its accession.version,
+    accession and gi number (IGV's alias format), the name first."""
+    rng = np.random.default_rng(9)
+    names = ["gi|9626243|ref|NC_001416.1|", "gi|49175990|ref|NC_000913.2|"]
+    fa = tmp_path / "gi.fa"
+    fa.write_text("".join(f">{n}\n" + "".join(rng.choice(list("ACGT"), 400)) + "\n"
+                          for n in names))
+    res = explain_fasta(fa, tmp_path / "o" / "run", model=model_path, progress=False)
+    lines = (tmp_path / "o" / "run.alias.tab").read_text().splitlines()
+    assert sorted(line.split("\t") for line in lines) == sorted([
+        [names[0], "NC_001416.1", "NC_001416", "9626243"],
+        [names[1], "NC_000913.2", "NC_000913", "49175990"]])
+    assert res.session.is_file()

@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 from plrp.cli import main
 from plrp.outputs.h5 import RelevanceWriter
+from workflow_support import require_tool, run
 
 TARGETS = ("output_0", "output_2")
 L = 30
@@ -89,8 +90,11 @@ def test_export_chosen_method_and_target(files, tmp_path, tier):
     with np.load(out / "ohe.npz") as z:
         assert np.array_equal(z["arr_0"], f["one_hot"].astype(np.float32))
     bed = [line.split("\t") for line in (out / "windows.bed").read_text().splitlines()]
-    assert [(c, int(s), int(i)) for c, s, _, i in bed] == \
-        list(zip(f["chrom"], f["start"].tolist(), (np.arange(N) * 2).tolist()))
+    assert [(c, int(s), int(e), int(i)) for c, s, e, i, _ in bed] == \
+        list(zip(f["chrom"], f["start"].tolist(), (f["start"] + L).tolist(),
+                 (np.arange(N) * 2).tolist()))
+    score = f["data"]["lrp", TARGETS[1]][1]
+    assert [float(b[4]) for b in bed] == pytest.approx(score.tolist(), rel=1e-6)
     assert f"-w {L}" in (out / "README.txt").read_text()
 
 
@@ -108,3 +112,34 @@ def test_export_top_windows_by_score(files, tmp_path):
     assert [int(b[3]) for b in bed] == [2 * i for i in chosen]
     r = _export(f["path"], tmp_path / "z", "--target", TARGETS[0], "--top", "0")
     assert r.exit_code != 0 and "--top 0" in r.output
+
+
+def test_modisco_seqlet_bed_maps_seqlets_to_the_genome(files, tmp_path):
+    """windows.bed is the peaks file of the real `modisco seqlet-bed`: a seqlet at offsets
+    [a, b) of the -w window centred in window i lands at window i's genome position."""
+    import h5py
+
+    modisco = require_tool("modisco")
+    f = files["arrays"]
+    out = tmp_path / "m"
+    assert _export(f["path"], out, "--target", TARGETS[0]).exit_code == 0
+    w = 20                                    # modisco motifs -w, centred in the L = 30 window
+    # seqlets as modisco motifs stores them: offsets into the centred -w window
+    seqlets = {"example_idx": [3, 14, 19], "start": [0, 5, 12], "end": [8, 13, 20],
+               "is_revcomp": [False, True, False]}
+    with h5py.File(tmp_path / "modisco_results.h5", "w") as h5:
+        h5.attrs["window_size"] = w
+        group = h5.create_group("pos_patterns/pattern_0/seqlets")
+        for key, values in seqlets.items():
+            group[key] = np.array(values)
+    run([modisco, "seqlet-bed", "-i", str(tmp_path / "modisco_results.h5"),
+         "-p", str(out / "windows.bed"), "-c", "*", "-o", str(tmp_path / "seqlets.bed"), "-q"])
+    rows = [line.split("\t") for line in (tmp_path / "seqlets.bed").read_text().splitlines()
+            if line and not line.startswith("track")]
+    expected = []
+    for i, a, b, rc in zip(*seqlets.values()):
+        first = int(f["start"][i]) + (L - w) // 2          # the -w window's first base
+        # modisco-lite (3.0) writes start + 1 (a 1-based start), the end as is
+        expected.append([f["chrom"][i], str(first + a + 1), str(first + b),
+                         "-" if rc else "+"])
+    assert [[r[0], r[1], r[2], r[5]] for r in rows] == expected

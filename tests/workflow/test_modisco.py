@@ -137,3 +137,41 @@ def test_modisco_finds_implanted_motifs(modisco_inputs):
         assert identity >= MIN_IDENTITY and r >= MIN_CORRELATION and n >= 10, summary
     # the distractor is in the sequences but irrelevant to the output: no pattern for it
     assert found[DISTRACTOR][1] < MIN_CORRELATION, summary
+
+
+def test_seqlets_come_back_on_the_implanted_motifs(modisco_inputs):
+    """`modisco seqlet-bed` with the exported windows.bed as peaks file (the workflow's rule
+    modisco_seqlets) puts the seqlets in the explained genome's coordinates: the seqlets of the pattern that matches CTCF (TP53)
+    lie on implanted CTCF (TP53) sites of the simulation's truth BED, not on the other
+    motifs' sites, and no longer once moved by 50 bp. (Some lie on chance sequence that
+    resembles the motif: the background is random.)"""
+    from plrp.simulate import load_motifs
+
+    mod = modisco_inputs / "modisco" / TARGET
+    results = mod / "modisco_results.h5"
+    seqlets: dict[str, list] = {}
+    for line in (mod / "seqlets.bed").read_text().splitlines():
+        if line and not line.startswith("track"):       # one track line per pattern
+            chrom, start, end, name = line.split("\t")[:4]
+            seqlets.setdefault(name.rsplit(".", 1)[0], []).append((chrom, int(start), int(end)))
+    truth: dict[str, list] = {}
+    for line in (modisco_inputs.parent / "sim.motifs.bed").read_text().splitlines():
+        chrom, start, end, name = line.split("\t")[:4]
+        truth.setdefault(name, []).append((chrom, int(start), int(end)))
+    with h5py.File(results, "r") as h5:
+        patterns = {name: p["sequence"][()] for name, p in h5["pos_patterns"].items()}
+
+    def on_sites(rows, motif, shift=0):
+        return sum(any(c == tc and s + shift < te and ts < e + shift
+                       for tc, ts, te in truth[motif]) for c, s, e in rows)
+
+    motifs = load_motifs(list(IMPLANTED))
+    for motif_name in IMPLANTED:
+        best = max(patterns, key=lambda p: match(motifs[motif_name].counts, patterns[p])[1])
+        rows = seqlets[best]
+        own = on_sites(rows, motif_name)
+        others = max(on_sites(rows, m) for m in truth if m != motif_name)
+        summary = (f"{motif_name}: {best}, {len(rows)} seqlets, {own} on its sites, "
+                   f"{others} on another motif's, {on_sites(rows, motif_name, 50)} moved")
+        assert own >= 0.5 * len(rows) and own >= 2 * others, summary
+        assert on_sites(rows, motif_name, 50) <= own / 4, summary

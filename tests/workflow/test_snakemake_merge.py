@@ -157,7 +157,8 @@ def test_merge_refuses_non_relevance_file(tmp_path):
 
 def test_slurm_profile_dry_run(genome, small_model, tmp_path):
     """The SLURM profile parses, shard jobs ask for one GPU each (--gpus via `gpu`), and the
-    full DAG (with TF-MoDISco) resolves. A dry run submits nothing."""
+    full DAG (with TF-MoDISco) resolves. A dry run submits nothing: the flags sbatch gets
+    are checked in test_slurm_submission.py."""
     proc = run([sys.executable, "-m", "snakemake", "-s",
                 str(SNAKEFILE), "--workflow-profile",
                 str(SNAKEFILE.parent / "profiles" / "slurm"), "-n", "--directory",
@@ -168,6 +169,7 @@ def test_slurm_profile_dry_run(genome, small_model, tmp_path):
             if len(line.split()) == 2 and line.split()[1].isdigit()}
     assert jobs.get("explain_shard") == 4 and jobs.get("merge") == 1
     assert jobs.get("modisco_motifs") == 3 and jobs.get("modisco_report") == 3
+    assert jobs.get("modisco_seqlets") == 3
     gpu_lines = [line for line in out.splitlines()
                  if "resources:" in line and "slurm_partition=gpu" in line]
     assert len(gpu_lines) == 4 and all("gpu=1" in line for line in gpu_lines)

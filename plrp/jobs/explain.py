@@ -31,6 +31,7 @@ from plrp.errors import InputError, PlrpError
 from plrp.genome import windows as gwin
 from plrp.genome.fasta import FastaReader
 from plrp.outputs import space
+from plrp.outputs.igv import write_run_session
 from plrp.outputs.sink import Sink, start_writer
 
 log = logging.getLogger("plrp")
@@ -364,29 +365,6 @@ def _torch_threads(n: int | None):
         torch.set_num_threads(before)
 
 
-def _igv_session(group, fasta, names, out_prefix: Path, result: ExplainResult
-                 ) -> Path | None:
-    """``PREFIX.igv.xml`` beside the tracks (bigWig where written, else the bedGraph), opened
-    at the top-scoring window of the first track; None when no track file is written.
-    Sequences with NCBI ``gi|...|`` ``names`` also get ``PREFIX.alias.tab`` (their short
-    names, for igv.js and IGV's JSON genomes: docs/pipelines.md)."""
-    from plrp.outputs.igv import sequence_aliases, top_window_locus, write_aliases, write_session
-
-    chosen = result.bigwigs or result.bedgraphs
-    if not chosen:
-        return None
-    several = len({m for m, _ in chosen}) > 1
-    tracks = {(f"{t}.{m}" if several else t): path for (m, t), path in chosen.items()}
-    first_method, first_target = next(iter(chosen))
-    locus = top_window_locus(group.written(result.h5), first_method, first_target)
-    session = Path(f"{out_prefix}.igv.xml")
-    write_session(group.path(session), fasta, tracks, locus or "All",
-                  session_dir=session.parent)
-    if sequence_aliases(names):
-        write_aliases(group.path(Path(f"{out_prefix}.alias.tab")), names)
-    return session
-
-
 def _warn_window(window: int, stride: int, trained: int) -> None:
     """Settings that run but are seldom meant: gaps between windows, an untrained length."""
     if stride > window:
@@ -431,8 +409,9 @@ def explain_fasta(fasta, out_prefix, options: ExplainOptions | None = None,
         with (FastaReader(fasta) as reader, AtomicGroup() as group,
               _torch_threads(opts.threads)):
             result = _run(reader, fasta, out_prefix, opts, group, t0)
-            result.session = _igv_session(group, fasta, [n for n, _ in reader.chroms],
-                                          out_prefix, result)
+            result.session = write_run_session(
+                out_prefix, fasta, [n for n, _ in reader.chroms],
+                result.bigwigs or result.bedgraphs, group.written(result.h5), group.path)
             group.commit()
     if result.n_skipped_n:
         log.warning("%d window(s) skipped: more than %.0f%% N", result.n_skipped_n,

@@ -24,6 +24,7 @@ from plrp.atomic import AtomicGroup
 from plrp.errors import InputError, PlrpError
 from plrp.outputs.h5 import (ARRAY_NAMES, ROW_NAMES, RelevanceFile, RelevanceWriter,
                               open_relevance)
+from plrp.outputs.igv import write_run_session
 from plrp.outputs.space import clean_stale_temporaries, output_errors
 from plrp.outputs.trackfiles import open_track_writers, track_line, track_stems
 from plrp.outputs.tracks import EdgeWindows, TrackMerger, edge_mask
@@ -53,6 +54,7 @@ class MergeResult:
     n_windows: int = 0
     n_windows_total: int = 0
     n_shards: int = 0
+    session: Path | None = None
 
 
 @dataclass
@@ -232,6 +234,11 @@ def _write_merged(ordered: list[_Shard], out_prefix: Path, h5_path: Path, format
                 if store.n_windows != n_rows:
                     raise PlrpError(f"merged {store.n_windows} windows, shards hold {n_rows}")
                 result.n_windows = store.n_windows
+            if attrs.get("fasta"):  # the explain runs' FASTA (absolute path)
+                result.session = write_run_session(
+                    out_prefix, str(attrs["fasta"]), [c for c, _ in first.chroms],
+                    {key: _session_track(files) for key, files in result.tracks.items()},
+                    group.written(h5_path), group.path)
         except BaseException:
             for by_format in writers.values():
                 for writer in by_format.values():
@@ -240,6 +247,14 @@ def _write_merged(ordered: list[_Shard], out_prefix: Path, h5_path: Path, format
         group.commit()
     log.info("merged %d shards (%d windows) -> %s", len(ordered), result.n_windows, h5_path)
     return result
+
+
+def _session_track(files: dict) -> Path:
+    """The one file of a track IGV should load: the bigWig, else the bedGraph."""
+    for name in ("bigwig", "bgzip", "plain"):
+        if name in files:
+            return files[name]
+    return next(iter(files.values()))
 
 
 def _copy_windows(f: RelevanceFile, store: RelevanceWriter, methods, targets) -> None:

@@ -7,6 +7,8 @@ API::
     top_window_locus(h5_path, method, target)    # "chrom:start-end" of the top-scoring window
     sequence_aliases(names)                      # {sequence name: [short names]} (gi|...|)
     write_aliases(path, names)                   # IGV / igv.js chromosome alias file
+    write_run_session(prefix, fasta, names, tracks, h5_path, path_of)
+                                                 # a run's PREFIX.igv.xml (+ PREFIX.alias.tab)
 
 Track paths are written relative to the session file, so the output folder can be moved
 or copied as a whole; the genome is the FASTA's absolute path (IGV indexes it beside
@@ -136,3 +138,24 @@ def write_aliases(path, names) -> bool:
     Path(path).write_text("".join("\t".join([name, *short]) + "\n"
                                   for name, short in aliases.items()))
     return True
+
+
+def write_run_session(prefix, fasta, names, tracks: dict, h5_path, path_of=lambda p: p
+                      ) -> Path | None:
+    """``PREFIX.igv.xml`` for the tracks of a run (explain or merge), opened at the
+    top-scoring window of the first track, and ``PREFIX.alias.tab`` when sequence ``names``
+    have NCBI gi names. ``tracks``: {(method, target): track path} in run order (one file
+    per track, the one IGV should load); ``h5_path``: the run's (finished) relevance file;
+    ``path_of(final path)``: where to write it (a temporary name until the run commits).
+    Returns the session's final path, None (nothing written) without tracks."""
+    if not tracks:
+        return None
+    several = len({m for m, _ in tracks}) > 1
+    named = {(f"{t}.{m}" if several else t): path for (m, t), path in tracks.items()}
+    method, target = next(iter(tracks))
+    session = Path(f"{prefix}.igv.xml")
+    write_session(path_of(session), fasta, named, top_window_locus(h5_path, method, target)
+                  or "All", session_dir=session.parent)
+    if sequence_aliases(names):
+        write_aliases(path_of(Path(f"{prefix}.alias.tab")), names)
+    return session

@@ -30,3 +30,6 @@ def test_merge_of_tiny_shards_over_regions(genome, small_model, tmp_path):
     for suffix in (".bedGraph.gz", ".bedGraph.gz.tbi"):
         assert (tmp_path / "merged" / f"run.output_1{suffix}").read_bytes() == \
             (tmp_path / "full" / f"run.output_1{suffix}").read_bytes()
+    # the merged run opens in IGV as the unsharded one does: the same session
+    assert merged.session == tmp_path / "merged" / "run.igv.xml"
+    assert merged.session.read_text() == full.session.read_text()

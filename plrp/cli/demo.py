@@ -18,17 +18,12 @@ def demo(out_prefix, device, quiet) -> None:
     """
     from plrp.jobs.explain import run_demo
 
-    result, fasta, motifs = run_demo(out_prefix, device=device, progress=not quiet)
+    result, _, motifs = run_demo(out_prefix, device=device, progress=not quiet)
     lines = [f"plrp demo: explained {result.n_windows} windows in {result.seconds:.1f} s",
              f"  relevance file (HDF5): {result.h5}"]
     lines += [f"  track {t}: {p}" for (_, t), p in result.bigwigs.items()]
     lines += [f"  track {t} (text): {p}" for (_, t), p in result.bedgraphs.items()]
     lines += ["", f"View in IGV (desktop): File > Open Session...   {result.session}",
               f"  then File > Load from File...   {motifs}   (implanted motifs: ground truth)",
-              "", "or step by step:",
-              f"  1. Genomes > Load Genome from File...   {fasta}",
-              "  2. File > Load from File...   the .bw tracks above (or the .bedGraph files)",
-              f"  3. File > Load from File...   {motifs}   (implanted motifs: ground truth)",
-              "  4. Type a sequence name from the FASTA in the locus box.",
               "In Python: plrp.outputs.h5.open_relevance(path); layout in docs/outputs.md."]
     click.echo("\n".join(lines))

@@ -559,8 +559,11 @@ def _run(reader, fasta, out_prefix: Path, opts: ExplainOptions, group, t0) -> Ex
 def _progress(total: int, enabled: bool):
     from tqdm import tqdm
 
+    # a log file (a cluster job's stderr) gets a line a minute, not ten a second
+    interval = 0.1 if sys.stderr.isatty() else 60.0
     return tqdm(total=total, unit="win", unit_scale=True, disable=not enabled,
-                file=sys.stderr, dynamic_ncols=True, desc="explain", smoothing=0.1)
+                file=sys.stderr, dynamic_ncols=True, desc="explain", smoothing=0.1,
+                mininterval=interval, maxinterval=max(10.0, interval))
 
 
 def demo_paths() -> tuple[Path, Path]:

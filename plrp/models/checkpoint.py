@@ -119,7 +119,7 @@ def save_checkpoint(path: str | Path, model: GenomeCNN, training: dict | None = 
     channel order ``model``'s input layer reads (``plrp convert`` keeps a source's order);
     ``source``: notes on a converted checkpoint's origin.
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     check_alphabet(alphabet, path)
     meta = {"input_length": model.input_length, "alphabet": alphabet,
@@ -127,9 +127,21 @@ def save_checkpoint(path: str | Path, model: GenomeCNN, training: dict | None = 
     if source:
         meta["source"] = source
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    data = _sorted_header(save(tensors, metadata={"plrp.spec": json.dumps(model.spec()),
+                                                  "plrp.meta": json.dumps(meta)}))
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"plrp.spec": json.dumps(model.spec()),
-                                               "plrp.meta": json.dumps(meta)})
+        Path(tmp).write_bytes(data)
+
+
+def _sorted_header(data: bytes) -> bytes:
+    """safetensors bytes with the JSON header's keys sorted: safetensors writes its metadata
+    map in a random order, so the same model would get another sha256 each time."""
+    n = int.from_bytes(data[:8], "little")
+    header = json.dumps(json.loads(data[8:8 + n]), sort_keys=True, separators=(",", ":"))
+    header = header.encode("utf-8").ljust(n)  # same content, same length: offsets unchanged
+    if len(header) != n:
+        raise RuntimeError("safetensors header changed length when sorted")
+    return data[:8] + header + data[8 + n:]
 
 
 def check_alphabet(alphabet, where) -> str:

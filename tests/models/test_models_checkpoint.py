@@ -396,3 +396,26 @@ def test_corrupt_whole_model_archive_is_one_clean_error(tmp_path, default_model)
             dst.writestr(item, data)
     with pytest.raises(InputError, match=r"bad\.pt: not a readable PyTorch file"):
         load_model(bad)
+
+
+def test_saving_the_same_model_gives_the_same_bytes(tmp_path):
+    """safetensors writes its metadata map in a random order; the checkpoint's header is
+    sorted, so one model has one sha256 (reports and provenance name models by it)."""
+    import hashlib
+
+    import torch
+
+    from plrp.models.architectures import build_model
+    from plrp.models.checkpoint import load_model, save_checkpoint
+
+    torch.manual_seed(0)
+    model = build_model("plrp-default")
+    digests = set()
+    for i in range(8):
+        path = tmp_path / f"m{i}.safetensors"
+        save_checkpoint(path, model, training={"epochs": 3, "auroc": [0.9, 0.8]})
+        digests.add(hashlib.sha256(path.read_bytes()).hexdigest())
+    assert len(digests) == 1
+    loaded = load_model(path)
+    for name, value in model.state_dict().items():
+        assert torch.equal(loaded.model.state_dict()[name], value)

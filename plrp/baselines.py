@@ -12,7 +12,8 @@ Every baseline is a function ``fn(model, x, target, **options) -> Tensor``:
   (logits for a classifier), always for one target.
 
 ``BASELINES`` maps a method name to a :class:`Baseline` (function, cost per window, library);
-:func:`register_baseline` adds one. :func:`attribute` runs one by name, checking its options;
+:func:`register_baseline` adds one; :func:`require` imports a method's optional libraries up
+front. :func:`attribute` runs one by name, checking its options;
 :func:`attribute_timed` also returns the seconds per window (the figure reported next to the
 metrics in ``plrp evaluate``).
 
@@ -235,24 +236,35 @@ class Baseline:
     function: Callable[..., torch.Tensor]
     cost: str       # forwards / backwards per window, for the evaluation report
     library: str    # who computes it
+    requires: tuple[str, ...] = ()   # modules it imports (checked up front by require())
 
 
 BASELINES: dict[str, Baseline] = {}
 
 
 def register_baseline(name: str, function: Callable[..., torch.Tensor], cost: str,
-                      library: str = "user") -> None:
-    """Add (or replace) a method; ``function(model, x, target, **options)`` -> (N, 4, L)."""
-    BASELINES[name] = Baseline(function, cost, library)
+                      library: str = "user", requires: tuple[str, ...] = ()) -> None:
+    """Add (or replace) a method; ``function(model, x, target, **options)`` -> (N, 4, L).
+    ``requires``: the optional modules it imports (see :func:`require`)."""
+    BASELINES[name] = Baseline(function, cost, library, tuple(requires))
+
+
+def require(name: str) -> None:
+    """Import the optional libraries of method ``name`` now, so that a missing one is a
+    one-line :class:`PlrpError` (how to install it) before any work, not midway."""
+    for module in _get(name).requires:
+        _library(module, name)
 
 
 register_baseline("gradient_x_input", gradient_x_input, "1 forward + 1 backward",
                   "plrp (autograd)")
-register_baseline("ism", ism, "3L forwards", "tangermeme")
+register_baseline("ism", ism, "3L forwards", "tangermeme",
+                  ("tangermeme.saturation_mutagenesis",))
 register_baseline("deep_lift_shap", deep_lift_shap,
-                  "2 x n_shuffles forward rows + as many backward", "tangermeme")
+                  "2 x n_shuffles forward rows + as many backward", "tangermeme",
+                  ("tangermeme.deep_lift_shap", "tangermeme.ersatz"))
 register_baseline("integrated_gradients", integrated_gradients,
-                  "n_steps forwards + n_steps backwards", "captum")
+                  "n_steps forwards + n_steps backwards", "captum", ("captum.attr",))
 
 
 def baseline_options(name: str) -> dict[str, object]:

@@ -132,28 +132,66 @@ def test_small_evaluation_reproduces_the_direction_of_the_findings(small_sim):
 
 def test_cli_writes_tsv_json_figures_and_report(small_sim, tmp_path):
     report = tmp_path / "eval.md"
-    report.write_text("# Notes\n\nkept\n\n<!-- evaluate:begin -->\nSTALE RESULTS\n<!-- evaluate:end -->\n"
+    report.write_text("# Notes\n\nkept\n\n<!-- evaluate:begin -->\nSTALE RESULTS\n"
+                      "<!-- evaluate:end -->\n"
                       "\ntail stays\n")
     out = tmp_path / "out"
     r = CliRunner().invoke(main, [
         "evaluate", "--fasta", str(small_sim / "sim.fa"), "--truth",
         str(small_sim / "sim.motifs.bed"), "--model", str(small_sim / "detector.safetensors"),
-        "--p", "0,0.3", "--variant", "lambda", "--morf-steps", "3", "--max-windows", "8",
+        "--p", "0,0.3,0.5", "--variant", "lambda", "--morf-steps", "3", "--max-windows", "8",
+        "--compare-p", "0.3,0.5",
         "--out", str(out), "--report", str(report), "--quiet"])
     assert r.exit_code == 0, r.output
     lines = (out / "metrics.tsv").read_text().splitlines()
     assert lines[0].split("\t")[:4] == ["target", "method", "variant", "p"]
-    assert [ln.split("\t")[1] for ln in lines[1:]] == ["lrp", "plrp-lambda", "random"]
+    every = ["lrp", "plrp-lambda", "plrp-lambda", "gradient_x_input", "ism", "deep_lift_shap",
+             "integrated_gradients", "random"]
+    assert [ln.split("\t")[1] for ln in lines[1:]] == every          # --baselines all
     data = json.loads((out / "metrics.json").read_text(),
                       parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))
     assert data["targets"][0]["rows"][-1]["p"] is None             # the random row
     assert data["targets"][0]["n_windows"] == 8
     assert len(data["targets"][0]["morf_mean_curves"]["lrp"]) == 4
-    for name in ("metrics_vs_p.CTCF.png", "morf.CTCF.png"):
+    for name in ("metrics_vs_p.CTCF.png", "morf.CTCF.png", "methods.CTCF.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = report.read_text()
     assert "kept" in text and "tail stays" in text and "STALE RESULTS" not in text
     assert "| plrp-lambda | 0.30 |" in text and "out/metrics_vs_p.CTCF.png" in text
+    table = [ln.split(" | ")[0].lstrip("| ") for ln in text.splitlines()
+             if ln.startswith("| ") and " ± " in ln]
+    assert table == every                       # one row per method in the report's table
+    versus = [ln.split(" | ")[0].lstrip("| ") for ln in text.splitlines()
+              if ln.startswith("| ") and (" tie" in ln or " better" in ln or " worse" in ln)]
+    # PLRP-lambda at each --compare-p against LRP and each baseline
+    assert versus == 2 * (["lrp"] + every[3:-1])
+    assert "PLRP-lambda at p = 0.3 against" in text and "PLRP-lambda at p = 0.5 against" in text
+
+
+def test_baselines_option_and_help_list_the_registered_baselines(small_sim, tmp_path):
+    from plrp.baselines import BASELINES
+
+    r = CliRunner().invoke(main, ["evaluate", "--help"])
+    assert r.exit_code == 0
+    help_text = " ".join(r.output.split())
+    assert all(name in help_text for name in BASELINES)
+    args = ["evaluate", "--fasta", str(small_sim / "sim.fa"), "--truth",
+            str(small_sim / "sim.motifs.bed"), "--model", str(small_sim / "detector.safetensors"),
+            "--p", "0", "--morf-steps", "2", "--max-windows", "4", "--quiet"]
+    r = CliRunner().invoke(main, args + ["--baselines", "ism,nope", "--out", str(tmp_path / "a")])
+    assert r.exit_code == 2 and "unknown baseline 'nope'" in r.output
+    assert not (tmp_path / "a").exists()
+    r = CliRunner().invoke(main, args + ["--baselines", "gradient_x_input",
+                                         "--out", str(tmp_path / "b")])
+    assert r.exit_code == 0, r.output
+    rows = (tmp_path / "b" / "metrics.tsv").read_text().splitlines()[1:]
+    assert [ln.split("\t")[1] for ln in rows] == ["lrp", "gradient_x_input", "random"]
+    r = CliRunner().invoke(main, args + ["--baselines", "ism", "--compare-p", "0.2",
+                                         "--out", str(tmp_path / "d")])
+    assert r.exit_code == 2 and "--compare-p 0.2" in r.output
+    r = CliRunner().invoke(main, args + ["--baselines", "none", "--out", str(tmp_path / "c")])
+    assert r.exit_code == 0, r.output
+    assert not (tmp_path / "c" / "methods.CTCF.png").exists()
 
 
 def test_cli_user_errors_are_one_line(small_sim, tmp_path):
@@ -187,3 +225,65 @@ def test_findings_verdicts_on_constructed_rows():
     assert got("plrp-m: faithfulness for the top features") is False
     lam_vs_m = [h for c, h, _ in ev.findings(rows) if c.startswith("PLRP-lambda at least")]
     assert lam_vs_m == [False]                                          # AOPC 9.2 < 9.9 at 0.5
+
+
+def test_baseline_rows_score_that_baselines_attributions(small_sim):
+    """The gradient x input row holds the metrics of x * ds/dx computed here in float64,
+    including the share of relevance on an ignored motif (the sim's TP53 distractors)."""
+    windows, sizes = ev.load_windows(small_sim / "sim.fa", 200)
+    intervals = ev.read_truth_bed(small_sim / "sim.motifs.bed", sizes)
+    ignored = [iv for iv in intervals if iv.name == "TP53"]
+    model = motif_detector()
+    settings = ev.settings_for([0], [], baselines=["gradient_x_input"])
+    res = ev.evaluate_target(model, windows, intervals, "CTCF", model.target_specs()["CTCF"],
+                             settings, ignored=ignored, n_steps=3, progress=False)
+    row = next(r for r in res.rows if r["method"] == "gradient_x_input")
+    assert res.ignored_motifs == ["TP53"] and math.isnan(row["conservation_error"])
+
+    mask, complete = ev.truth_masks(windows, intervals, ["CTCF"])
+    idx = np.flatnonzero(complete.any(axis=1))
+    other, _ = ev.truth_masks(windows, ignored, ["TP53"])
+    x = torch.from_numpy(windows.x[idx]).double().requires_grad_(True)
+    motif_detector().double()(x)[:, 0].sum().backward()
+    r = (x.grad * x).sum(dim=1).detach().numpy()                     # (N, L)
+    pos = np.clip(r, 0, None)
+    rma = (pos * mask[idx]).sum(1) / pos.sum(1)
+    has_tp53 = other[idx].any(axis=1)
+    on_tp53 = (pos * other[idx]).sum(1)[has_tp53] / pos.sum(1)[has_tp53]
+    assert row["n_windows"] == idx.size and has_tp53.sum() >= 3
+    assert row["rma"] == pytest.approx(rma.mean(), rel=1e-5)
+    assert row["ignored:TP53"] == pytest.approx(on_tp53.mean(), rel=1e-5)
+    assert row["ignored:TP53_n"] == has_tp53.sum()
+    assert row["stored"] == pytest.approx((r != 0).mean(), rel=1e-6)
+
+
+def test_versus_pairs_the_windows():
+    """A small, consistent per-window gain is 'better' although the windows spread widely;
+    NaN windows are left out; for lower-is-better metrics the verdict flips."""
+    spread = np.linspace(0.0, 10.0, 40)
+    a, b = spread + 0.1 + 0.01 * np.sin(np.arange(40)), spread.copy()
+    b[3] = np.nan
+    d, sem, verdict = ev.versus(a, b, higher_is_better=True)
+    keep = np.isfinite(b)
+    assert d == pytest.approx((a - b)[keep].mean()) and verdict == "better"
+    assert sem == pytest.approx((a - b)[keep].std(ddof=1) / math.sqrt(39))
+    assert ev.versus(a, b, higher_is_better=False)[2] == "worse"
+    noisy = spread + np.where(np.arange(40) % 2, 1.0, -1.0)
+    assert ev.versus(noisy, spread, True)[2] == "tie"
+    assert ev.versus(a[:1], b[:1], True)[2] == "–"
+
+
+def test_a_missing_baseline_library_fails_before_any_work(small_sim, tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "captum.attr", None)    # import now raises ImportError
+    assert ev.resolve_baselines(["gradient_x_input"]) == ["gradient_x_input"]
+    for choice in ("all", ["ism", "integrated_gradients"]):
+        with pytest.raises(PlrpError, match="integrated_gradients needs captum: pip install"):
+            ev.resolve_baselines(choice)
+    r = CliRunner().invoke(main, [
+        "evaluate", "--fasta", str(small_sim / "sim.fa"), "--truth",
+        str(small_sim / "sim.motifs.bed"), "--model", str(small_sim / "detector.safetensors"),
+        "--out", str(tmp_path / "o"), "--quiet"])
+    assert r.exit_code == 2 and "pip install captum" in r.output
+    assert not (tmp_path / "o").exists()

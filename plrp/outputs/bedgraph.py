@@ -35,6 +35,7 @@ from typing import BinaryIO, Sequence
 import numpy as np
 
 from plrp.outputs.deflate import deflate
+from plrp.outputs.tabix import TabixIndexer
 from plrp.outputs.tracks import RunBatcher
 from plrp.outputs.writer import TrackWriter
 from plrp.hostmemory import WrittenPages
@@ -188,8 +189,11 @@ class BgzfFile:
         self._pending = bytearray()
         self._futures: list = []
         self.closed = False
+        self.uncompressed = 0            # bytes written so far (the next byte's position)
+        self._sizes: list[int] = []      # compressed size of each block written
 
     def write(self, data: bytes) -> None:
+        self.uncompressed += len(data)
         self._pending += data
         n = len(self._pending) // _BGZF_BLOCK * _BGZF_BLOCK
         if n:
@@ -204,7 +208,9 @@ class BgzfFile:
     def _write_done(self, keep: int) -> None:
         """Write finished blocks in order; wait while more than ``keep`` are in flight."""
         while self._futures and (self._futures[0].done() or len(self._futures) > keep):
-            self._fh.write(self._futures.pop(0).result())
+            block = self._futures.pop(0).result()
+            self._sizes.append(len(block))
+            self._fh.write(block)
         self._pages.check()
 
     def close(self) -> None:
@@ -223,6 +229,12 @@ class BgzfFile:
                 f.cancel()
             self._futures.clear()
             self._fh.close()
+
+
+    def block_offsets(self) -> np.ndarray:
+        """Compressed offset of every data block, and of the end marker (after close):
+        uncompressed byte u lies in block u // 0xFF00."""
+        return np.concatenate(([0], np.cumsum(self._sizes, dtype=np.int64)))
 
 
 def index_suffix(chrom_sizes) -> str:
@@ -248,6 +260,9 @@ class BgzipBedGraphWriter(_RunWriter):
         self.index_path = Path(given.get(self.index_suffix, f"{self.path}{self.index_suffix}"))
         self._sink = BgzfFile(self.path)
         self._buf = io.BytesIO()
+        # a .tbi is laid out from the lines as they are written; a .csi (sequences over
+        # 512 Mb) is left to htslib, which reads the finished file
+        self._indexer = TabixIndexer() if self.index_suffix == ".tbi" else None
 
     @classmethod
     def companion_suffixes(cls, chrom_sizes) -> tuple[str, ...]:
@@ -258,13 +273,35 @@ class BgzipBedGraphWriter(_RunWriter):
         buf.seek(0)
         buf.truncate()
         write_bedgraph_lines(buf, chroms, starts, ends, values, counts=counts)
-        self._sink.write(buf.getvalue())
+        text = buf.getvalue()
+        if self._indexer is not None:
+            self._index_lines(text, chroms, starts, ends, counts)
+        self._sink.write(text)
+
+    def _index_lines(self, text: bytes, chroms, starts, ends, counts) -> None:
+        """Hand the lines about to be written (one per interval) to the indexer."""
+        line_end = np.flatnonzero(np.frombuffer(text, np.uint8) == 10) + 1
+        if line_end.size != starts.size:
+            raise RuntimeError(f"{self.path}: {line_end.size} lines for {starts.size} intervals")
+        line_end += self._sink.uncompressed
+        line_beg = np.concatenate(([self._sink.uncompressed], line_end[:-1]))
+        if isinstance(chroms, str):
+            chroms, counts = [chroms], [starts.size]
+        at = 0
+        for name, n in zip(chroms, np.asarray(counts).tolist()):
+            part = slice(at, at + n)
+            self._indexer.add(name, np.asarray(starts[part], np.int64),
+                              np.asarray(ends[part], np.int64), line_beg[part], line_end[part])
+            at += n
 
     def _finish(self) -> None:
+        if self._indexer is not None:
+            self._indexer.write(self.index_path, self._sink.block_offsets(), _BGZF_BLOCK,
+                                bgzf_block, _BGZF_EOF)
+            return
         import pysam
 
-        csi = self.index_suffix == ".csi"
-        pysam.tabix_index(str(self.path), preset="bed", force=True, csi=csi,
+        pysam.tabix_index(str(self.path), preset="bed", force=True, csi=True,
                           index=str(self.index_path))
 
     def paths(self) -> list[Path]:

@@ -6,10 +6,14 @@
 integrated_gradients) is computed per target by its library with its default options, so
 that its tracks can sit beside PLRP's in a genome browser. Baselines return attributions
 projected onto the observed base; their "hypothetical" arrays hold the same values (they
-have no separate hypothetical contributions), as their method attributes say.
+have no separate hypothetical contributions), as their method attributes say. Their
+libraries need pure one-hot input (tangermeme refuses an N), so a baseline explains the
+windows of pure ACGT only: a window with an N gets 0 from it (and a warning, once).
 """
 
 from __future__ import annotations
+
+import logging
 
 import torch
 
@@ -19,6 +23,7 @@ from plrp.engine.propagate import conservation_error
 from plrp.engine.targets import score
 
 ENGINE_METHODS = ("lrp", "plrp")
+log = logging.getLogger("plrp")
 
 
 def method_names() -> list[str]:
@@ -52,6 +57,7 @@ class MethodExplainer:
             composite=composite, precision=precision, rc_average=rc_average,
             max_stack=max_stack) if walked else None
         self._walked = walked
+        self._warned: set = set()
 
     def explain(self, x: torch.Tensor) -> BatchExplanation:
         """(M, T, N, 4, L) relevance / hypothetical and (M, T, N) score / conservation error
@@ -73,10 +79,24 @@ class MethodExplainer:
         return BatchExplanation(*(torch.stack(p) for p in zip(*parts)))
 
     def _baseline(self, name, x, spec) -> torch.Tensor:
-        attr = attribute(name, self.model, x, spec)
+        """(N, 4, L) attributions of baseline ``name``; 0 for windows that are not pure ACGT
+        (a batch's zero padding, windows with N)."""
+        column = x.sum(dim=1)
+        pure = ((column == 1) & (x.amax(dim=1) == 1)).all(dim=1)
+        with_n = int((~pure & (column != 0).any(dim=1)).sum())
+        if with_n and name not in self._warned:
+            self._warned.add(name)
+            log.warning("--method %s explains windows of pure ACGT only: windows with N get "
+                        "0 from it (first batch: %d)", name, with_n)
+        attr = torch.zeros_like(x)
+        if not bool(pure.any()):
+            return attr
+        xs = x[pure]
+        part = attribute(name, self.model, xs, spec)
         if self.rc_average:
-            attr = (attr + reverse_complement(attribute(name, self.model,
-                                                        reverse_complement(x), spec))) / 2
+            part = (part + reverse_complement(attribute(name, self.model,
+                                                        reverse_complement(xs), spec))) / 2
+        attr[pure] = part
         return attr
 
     def _scores(self, x) -> torch.Tensor:

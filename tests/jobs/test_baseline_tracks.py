@@ -60,3 +60,28 @@ def test_method_choice_lists_the_baselines(tmp_path, model_path, genome):
                                     "--out", str(tmp_path / "x"), "--method", "shap"])
     assert res.exit_code == 2
     assert "gradient_x_input" in res.output and "deep_lift_shap" in res.output
+
+
+def test_library_baselines_skip_windows_with_n(tmp_path, model_path, caplog):
+    """tangermeme needs pure one-hot input: DeepLIFT-SHAP explains the pure-ACGT windows (a
+    batch's zero padding and windows with N get 0 from it, with one warning), while PLRP
+    explains them all."""
+    import logging
+
+    rng = np.random.default_rng(4)
+    seq = list(rng.choice(list("ACGT"), 700))
+    seq[250:260] = "N" * 10                       # inside the third 100 bp window
+    fa = tmp_path / "n.fa"
+    fa.write_text(">c1\n" + "".join(seq) + "\n")
+    with caplog.at_level(logging.WARNING, logger="plrp"):
+        res = explain_fasta(fa, tmp_path / "o" / "run", model=model_path, batch_size=4,
+                            methods=("plrp", "deep_lift_shap"), targets=[TARGETS[0]], **RUN)
+    r = open_relevance(res.h5)
+    starts = r.windows()["start"]
+    dls = np.abs(r.attribution("deep_lift_shap", TARGETS[0], "relevance")).sum(axis=(1, 2))
+    plrp = np.abs(r.attribution("plrp", TARGETS[0], "relevance")).sum(axis=(1, 2))
+    with_n = starts == 200
+    assert with_n.sum() == 1 and dls[with_n][0] == 0 and plrp[with_n][0] > 0
+    assert (dls[~with_n] > 0).all()
+    assert sum("deep_lift_shap explains windows of pure ACGT only" in m
+               for m in caplog.messages) == 1

@@ -64,6 +64,7 @@ class MethodExplainer:
         for windows x (N, 4, L), methods in ``names`` order."""
         out = self.engine.explain(x) if self.engine is not None else None
         scores = out.score[0] if out is not None else self._scores(x)
+        pure = None
         parts = []
         for name in self.names:
             if name in self._walked:
@@ -71,23 +72,32 @@ class MethodExplainer:
                 parts.append((out.relevance[i], out.hypothetical[i], out.score[i],
                               out.conservation_error[i]))
                 continue
-            rel = torch.stack([self._baseline(name, x, spec) for spec in self.specs])
+            if pure is None:
+                pure = self._pure_windows(x)
+            self._warn_skipped(name, x, pure)
+            rel = torch.stack([self._baseline(name, x, spec, pure) for spec in self.specs])
             t, n = rel.shape[:2]
             err = conservation_error(rel.reshape(t * n, *rel.shape[2:]), scores.reshape(-1),
                                      rel.dtype).reshape(t, n)
             parts.append((rel, rel, scores, err))
         return BatchExplanation(*(torch.stack(p) for p in zip(*parts)))
 
-    def _baseline(self, name, x, spec) -> torch.Tensor:
-        """(N, 4, L) attributions of baseline ``name``; 0 for windows that are not pure ACGT
-        (a batch's zero padding, windows with N)."""
-        column = x.sum(dim=1)
-        pure = ((column == 1) & (x.amax(dim=1) == 1)).all(dim=1)
-        with_n = int((~pure & (column != 0).any(dim=1)).sum())
+    @staticmethod
+    def _pure_windows(x: torch.Tensor) -> torch.Tensor:
+        """(N,) bool: windows that are one-hot at every position (no N, no padding)."""
+        return ((x.sum(dim=1) == 1) & (x.amax(dim=1) == 1)).all(dim=1)
+
+    def _warn_skipped(self, name: str, x: torch.Tensor, pure: torch.Tensor) -> None:
+        """Once per method: windows with N (not a batch's all-zero padding) get 0 from it."""
+        with_n = int((~pure & (x != 0).flatten(1).any(dim=1)).sum())
         if with_n and name not in self._warned:
             self._warned.add(name)
             log.warning("--method %s explains windows of pure ACGT only: windows with N get "
                         "0 from it (first batch: %d)", name, with_n)
+
+    def _baseline(self, name, x, spec, pure) -> torch.Tensor:
+        """(N, 4, L) attributions of baseline ``name`` for the ``pure`` windows, 0 for the
+        others."""
         attr = torch.zeros_like(x)
         if not bool(pure.any()):
             return attr
@@ -102,7 +112,8 @@ class MethodExplainer:
     def _scores(self, x) -> torch.Tensor:
         """(T, N) target scores, as the engine reports them (rc-averaged when asked)."""
         with torch.no_grad():
-            s = torch.stack([score(self.model(x), spec) for spec in self.specs])
+            out = self.model(x)  # one forward for every target
+            s = torch.stack([score(out, spec) for spec in self.specs])
             if self.rc_average:
                 rc = self.model(reverse_complement(x))
                 s = (s + torch.stack([score(rc, spec) for spec in self.specs])) / 2

@@ -211,12 +211,14 @@ class _Budget:
     def __init__(self, path: str, header) -> None:
         self.path = path
         self.folder = os.path.dirname(os.path.abspath(path))
+        self.names = [c for c, _ in header]
         self.lengths = [n for _, n in header]
         self.entries = self.wide = self.extra = self.covered = self.calls = 0
         self.extent: dict[int, tuple[int, int]] = {}  # sequence row -> (first start, last end)
 
-    def header_bytes(self, names) -> int:
+    def header_bytes(self) -> int:
         """addHeader: fixed header, 10 zoom headers, the chromosome tree, the summary."""
+        names = self.names
         key = max(len(c.encode("utf-8")) for c in names) + 8
         n, leaves = len(names), (len(names) >> 16) + 1
         return _SLACK + 24 * 10 + 4 * leaves + n * key + (0xFFFF * key if leaves > 1 else 0)
@@ -290,7 +292,7 @@ def _child(path: str) -> int:
         return EXIT_BAD_FILE
     _GIVEN_UP.append(bw)  # see _GIVEN_UP
     budget = _Budget(path, header)
-    if (code := budget.refuse(budget.header_bytes([c for c, _ in header]))) is not None:
+    if (code := budget.refuse(budget.header_bytes())) is not None:
         return code
     bw.addHeader(header, maxZooms=10)
     last = None

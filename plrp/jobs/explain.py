@@ -411,7 +411,7 @@ def explain_fasta(fasta, out_prefix, options: ExplainOptions | None = None,
             result = _run(reader, fasta, out_prefix, opts, group, t0)
             result.session = write_run_session(
                 out_prefix, fasta, [n for n, _ in reader.chroms],
-                result.bigwigs or result.bedgraphs, group.written(result.h5), group.path)
+                result.tracks, group.written(result.h5), group.path)
             group.commit()
     if result.n_skipped_n:
         log.warning("%d window(s) skipped: more than %.0f%% N", result.n_skipped_n,

@@ -237,7 +237,8 @@ def _write_merged(ordered: list[_Shard], out_prefix: Path, h5_path: Path, format
             if attrs.get("fasta"):  # the explain runs' FASTA (absolute path)
                 result.session = write_run_session(
                     out_prefix, str(attrs["fasta"]), [c for c, _ in first.chroms],
-                    {key: _session_track(files) for key, files in result.tracks.items()},
+                    {f: {key: files[f] for key, files in result.tracks.items() if f in files}
+                     for f in formats},
                     group.written(h5_path), group.path)
         except BaseException:
             for by_format in writers.values():
@@ -247,14 +248,6 @@ def _write_merged(ordered: list[_Shard], out_prefix: Path, h5_path: Path, format
         group.commit()
     log.info("merged %d shards (%d windows) -> %s", len(ordered), result.n_windows, h5_path)
     return result
-
-
-def _session_track(files: dict) -> Path:
-    """The one file of a track IGV should load: the bigWig, else the bedGraph."""
-    for name in ("bigwig", "bgzip", "plain"):
-        if name in files:
-            return files[name]
-    return next(iter(files.values()))
 
 
 def _copy_windows(f: RelevanceFile, store: RelevanceWriter, methods, targets) -> None:

@@ -140,14 +140,21 @@ def write_aliases(path, names) -> bool:
     return True
 
 
-def write_run_session(prefix, fasta, names, tracks: dict, h5_path, path_of=lambda p: p
-                      ) -> Path | None:
+#: the file of a track a session loads, best first: any zoom level, then indexed, then text
+SESSION_FORMATS = ("bigwig", "bgzip", "plain")
+
+
+def write_run_session(prefix, fasta, names, tracks_by_format: dict, h5_path,
+                      path_of=lambda p: p) -> Path | None:
     """``PREFIX.igv.xml`` for the tracks of a run (explain or merge), opened at the
     top-scoring window of the first track, and ``PREFIX.alias.tab`` when sequence ``names``
-    have NCBI gi names. ``tracks``: {(method, target): track path} in run order (one file
-    per track, the one IGV should load); ``h5_path``: the run's (finished) relevance file;
-    ``path_of(final path)``: where to write it (a temporary name until the run commits).
-    Returns the session's final path, None (nothing written) without tracks."""
+    have NCBI gi names. ``tracks_by_format``: {format: {(method, target): path}} in run
+    order; the session loads the first of :data:`SESSION_FORMATS` written. ``h5_path``: the
+    run's (finished) relevance file; ``path_of(final path)``: where to write it (a temporary
+    name until the run commits). Returns the session's final path, None (nothing written)
+    without tracks."""
+    tracks = next((tracks_by_format[f] for f in SESSION_FORMATS if tracks_by_format.get(f)),
+                  None)
     if not tracks:
         return None
     several = len({m for m, _ in tracks}) > 1

@@ -11,7 +11,24 @@ from plrp.defaults import (DEFAULT_BATCH_SIZE, DEFAULT_BEDGRAPH, DEFAULT_COMPOSI
                            DEFAULT_MAX_N_FRACTION, DEFAULT_MAX_TARGETS, DEFAULT_MERGE,
                            DEFAULT_P_POS, DEFAULT_SPARSITY, DEFAULT_VARIANT)
 from plrp.jobs.explain import ARRAY_DTYPES, BEDGRAPH_CHOICES, PRECISIONS
-from plrp.jobs.methods import method_names
+
+
+class _MethodChoice(click.Choice):
+    """--method's names, read from the baselines' table only when asked for (a value to
+    check, or --help): the table imports torch, which other usage errors need not wait for."""
+
+    def __init__(self) -> None:
+        super().__init__(())
+
+    @property
+    def choices(self):
+        from plrp.jobs.methods import method_names
+
+        return tuple(method_names())
+
+    @choices.setter
+    def choices(self, value) -> None:
+        pass
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -41,7 +58,7 @@ from plrp.jobs.methods import method_names
               help="CPU threads for torch (default: torch's own choice).")
 @click.option("--window", type=int, default=None, help="Window length (default: model input).")
 @click.option("--stride", type=int, default=None, help="Step between windows (default: window).")
-@click.option("--method", "methods", multiple=True, type=click.Choice(method_names()),
+@click.option("--method", "methods", multiple=True, type=_MethodChoice(),
               help="plrp (default), lrp, or a baseline (computed by its library with its "
                    "default options: tracks to set beside PLRP's); repeat to store several.")
 @click.option("--variant", type=click.Choice(["lambda", "m"]), default=DEFAULT_VARIANT,

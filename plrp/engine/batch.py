@@ -120,15 +120,24 @@ def _take(value, rows: torch.Tensor):
 class _StackedEnv(dict):
     """The forward's values for a chunk of stacked rows, copied on first use: rows of
     window-dependent nodes are gathered, shape-derived nodes (batch size...) recomputed,
-    constants shared."""
+    constants shared.
+
+    tiles: k > 1 when the chunk's rows are k whole copies of the windows, in window order
+    (row i reads window i mod N); handlers then read per-window values (``window``,
+    ``window_stabilised``) and broadcast them over the k copies instead of gathering."""
 
     def __init__(self, base: dict, rows: torch.Tensor, traced, nodes: dict,
-                 shared: dict | None = None):
+                 shared: dict | None = None, tiles: int = 1):
         super().__init__()
         self.base, self.rows, self.traced, self.nodes = base, rows, traced, nodes
+        self.tiles = tiles
         # per-window values derived from the forward, computed once for all chunks
         self.shared = {} if shared is None else shared
         self._gathered: dict = {}
+
+    def window(self, name: str):
+        """A node's value per window (N, ...), not copied."""
+        return self.base[name]
 
     def __missing__(self, name):
         tm = self.traced
@@ -142,14 +151,19 @@ class _StackedEnv(dict):
         self[name] = value
         return value
 
+    def window_stabilised(self, name: str, eps: float) -> torch.Tensor:
+        """z + eps sgn z of node ``name`` per window (N, ...), computed once for all chunks."""
+        key = ("stabilised", name, eps)
+        if key not in self.shared:
+            self.shared[key] = stabilise(self.base[name], eps)
+        return self.shared[key]
+
     def stabilised(self, name: str, eps: float) -> torch.Tensor:
         """z + eps sgn z of node ``name`` for this chunk's rows: computed on the windows,
         then gathered (a (method, target) row shares its window's denominator)."""
         key = ("stabilised", name, eps)
         if key not in self._gathered:
-            if key not in self.shared:
-                self.shared[key] = stabilise(self.base[name], eps)
-            self._gathered[key] = _take(self.shared[key], self.rows)
+            self._gathered[key] = _take(self.window_stabilised(name, eps), self.rows)
         return self._gathered[key]
 
     def shape_of(self, name) -> torch.Size:
@@ -157,6 +171,22 @@ class _StackedEnv(dict):
                 self.traced.specs[name].kind == "const":
             return self[name].shape
         return torch.Size((len(self.rows),) + tuple(self.base[name].shape[1:]))
+
+
+class _StackedExtra(dict):
+    """The forward handlers' extra values (max-pool indices...) for a chunk of stacked
+    rows, gathered on first use; ``window`` gives them per window, like _StackedEnv."""
+
+    def __init__(self, base: dict, rows: torch.Tensor):
+        super().__init__()
+        self.base, self.rows = base, rows
+
+    def __missing__(self, name):
+        value = self[name] = _take(self.base[name], self.rows)
+        return value
+
+    def window(self, name: str):
+        return self.base[name]
 
 
 class BatchExplainer:
@@ -273,7 +303,9 @@ class BatchExplainer:
         if device.type == "cuda":
             free, _ = torch.cuda.mem_get_info(device)
             budget = max(STACK_BYTES, min(GPU_STACK_BYTES, free // 8))
-        return max(1, min(n_rows, budget // max(per_window, 1)))
+        rows = max(1, min(n_rows, budget // max(per_window, 1)))
+        # whole copies of the windows, so that chunks broadcast rather than gather
+        return rows if rows < n_windows else rows - rows % n_windows
 
     def _walk_all(self, env, extra, seeds, n_windows: int):
         """(relevance, hypothetical) (M, T, N', 4, L) by stacked walks."""
@@ -313,8 +345,12 @@ class BatchExplainer:
         whole = lo == 0 and hi == n_windows         # one method, one target: no copies
         windows = rows % n_windows
         targets = (rows // n_windows) % len(self.specs)
-        chunk_env = env if whole else _StackedEnv(env, windows, lead.traced, self._nodes, shared)
-        chunk_extra = extra if whole else {k: _take(v, windows) for k, v in extra.items()}
+        # rows lo..hi that are whole copies of the windows broadcast their values
+        tiles = (hi - lo) // n_windows if lo % n_windows == 0 and (hi - lo) % n_windows == 0 \
+            else 1
+        chunk_env = env if whole else _StackedEnv(env, windows, lead.traced, self._nodes,
+                                                  shared, tiles)
+        chunk_extra = extra if whole else _StackedExtra(extra, windows)
         chunk_seeds = [None if s is None else s[targets, windows] for s in seeds]
         segments: dict = {}
         for k, i in enumerate(group):

@@ -210,14 +210,21 @@ def _max_forward(walk, node, args, kwargs):
 def _maxpool(walk, node, r_out, h_out):
     """wta: to the argmax torch picks; proportional: R_j = a_j / (window sum + eps sgn) R_k."""
     src = walk.sources(node)[0]
-    info = walk.extra(node)
     if walk.maxpool == "wta":
-        zeros = r_out.new_zeros(walk.shape(src))
+        shape = walk.shape(src)
+        k = walk.tiles           # k copies of the windows: scatter with their indices
+        info = walk.window_extra(node)
+        zeros = r_out.new_zeros((k, shape[0] // k) + tuple(shape[1:]))
         if info[0] == "pool":
-            return [(src, zeros.scatter_add_(-1, info[1], r_out), None)]
-        _, idx, dim, keepdim = info
-        return [(src, zeros.scatter_add_(dim, idx, r_out if keepdim else r_out.unsqueeze(dim)),
-                 None)]
+            idx, dim, r = info[1], -1, r_out
+        else:
+            _, idx, dim, keepdim = info
+            r = r_out if keepdim else r_out.unsqueeze(dim)
+            dim = dim + 1 if dim >= 0 else dim
+        idx = idx.expand((k,) + tuple(idx.shape))
+        r = r.reshape(idx.shape)
+        return [(src, zeros.scatter_add_(dim, idx, r).view(shape), None)]
+    info = walk.extra(node)
     a = walk.value(src)
     if info[0] == "pool":
         with torch.enable_grad():

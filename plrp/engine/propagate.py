@@ -296,6 +296,24 @@ class Walk:
     def extra(self, node: fx.Node):
         return self._extra[node.name]
 
+    @property
+    def tiles(self) -> int:
+        """k > 1 when the rows are k stacked copies of the N windows (row i reads window
+        i mod N): the ``window_*`` values then have N rows, to broadcast (rules.rowwise)."""
+        return getattr(self.env, "tiles", 1)
+
+    def window_value(self, node: fx.Node):
+        """A node's value with one row per window (the rows' own value when not tiled)."""
+        return self.env.window(node.name) if self.tiles > 1 else self.env[node.name]
+
+    def window_stabilised(self, node: fx.Node, eps: float) -> torch.Tensor:
+        if self.tiles > 1:
+            return self.env.window_stabilised(node.name, eps)
+        return self.stabilised(node, eps)
+
+    def window_extra(self, node: fx.Node):
+        return self._extra.window(node.name) if self.tiles > 1 else self._extra[node.name]
+
     def is_tensor(self, node: fx.Node) -> bool:
         return self.specs[node.name].kind != "const"
 
@@ -312,12 +330,17 @@ class Walk:
         """The composite's rule for a Conv1d/Linear node, then PLRP pruning of its rows."""
         ex = self.ex
         src = node.args[0] if node.args else node.kwargs["input"]
-        a = self.env[src.name]
         op = ex.linear_op(node, self.env)
         rule = ex.rules[node.name]
-        if rule.shares_denominator:  # z itself unused: a stacked env need not gather it
-            z, shared = None, {"stab": lambda eps: self.stabilised(node, eps)}
+        # PLRP-M re-runs the rule on row ranges of a, so it needs a per row
+        if rule.shares_denominator and ex.variant == "lambda":
+            a, z = self.window_value(src), None     # broadcast over tiled rows
+            shared = {"stab": lambda eps: self.window_stabilised(node, eps)}
+        elif rule.shares_denominator:  # z itself unused: a stacked env need not gather it
+            a, z = self.env[src.name], None
+            shared = {"stab": lambda eps: self.stabilised(node, eps)}
         else:
+            a = self.env[src.name]
             z, shared = self.env[node.name], {}
         r_in, mult = rule.relevance(op, a, z, r_out, **shared)
         for lo, hi, pp, pn in self.segments.get(node.name, ()):

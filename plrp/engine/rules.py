@@ -38,6 +38,16 @@ def stabilise(z: torch.Tensor, eps: float) -> torch.Tensor:
     return z + torch.copysign(z.new_full((), eps), z)   # new_full: no host-to-device copy
 
 
+def rowwise(fn, r: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """fn(r, v) where r (k*N, ...) holds k stacked copies of the N windows of v (N, ...):
+    v is broadcast over the copies rather than gathered per row. k = 1 is plain fn(r, v)."""
+    if r.shape[0] == v.shape[0]:
+        return fn(r, v)
+    k = r.shape[0] // v.shape[0]
+    out = fn(r.view((k,) + tuple(v.shape[:1]) + tuple(r.shape[1:])), v)
+    return out.view((r.shape[0],) + tuple(out.shape[2:]))
+
+
 def safe_divide(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
     """num / den, 0 where den == 0 (never NaN/Inf)."""
     zero = den == 0
@@ -84,6 +94,12 @@ class LinearOp:
     weight: (C_out, C_in, k) for conv, (out, in) for linear. Inputs (N, C_in, L) or (N, *, in).
     """
 
+    # the transpose of a conv onto few input channels (the one-hot layer) is one matmul and
+    # k shifted adds: 2.1-2.5x faster than conv_transpose1d on the CPU for DeepSEA's and
+    # Basset's first layers (320/300 -> 4 channels), even for the default model's 64 -> 4
+    MATMUL_MAX_IN = 4
+    MATMUL_MIN_OUT = 128
+
     def __init__(self, kind: str, weight: torch.Tensor, bias: torch.Tensor | None,
                  stride=1, padding=0, dilation=1):
         self.kind = kind
@@ -107,10 +123,28 @@ class LinearOp:
         if self.kind == "conv":
             k = weight.shape[-1]
             l_out = s.shape[-1]
+            if self.stride == 1 and weight.shape[1] <= self.MATMUL_MAX_IN and \
+                    weight.shape[0] >= self.MATMUL_MIN_OUT and s.dim() == 3:
+                return self._shifted_matmul(s, weight, in_shape[-1])
             full = (l_out - 1) * self.stride - 2 * self.padding + self.dilation * (k - 1) + 1
             return F.conv_transpose1d(s, weight, None, self.stride, self.padding,
                                       in_shape[-1] - full, 1, self.dilation)
         return s.matmul(weight)
+
+    def _shifted_matmul(self, s: torch.Tensor, weight: torch.Tensor, l_in: int):
+        """conv_transpose1d for stride 1: y[j] = W_j^T s per tap j (one matmul for all
+        taps), then out[t] = sum_j y[j][t + padding - dilation * j]."""
+        n, c_out, l_out = s.shape
+        _, c_in, k = weight.shape
+        w = weight.permute(1, 2, 0).reshape(c_in * k, c_out)
+        y = torch.matmul(w, s).view(n, c_in, k, l_out)
+        out = s.new_zeros((n, c_in, l_in))
+        for j in range(k):
+            shift = self.padding - self.dilation * j          # out[t] reads y[j][t + shift]
+            lo, hi = max(0, -shift), min(l_in, l_out - shift)
+            if lo < hi:
+                out[:, :, lo:hi] += y[:, :, j, lo + shift:hi + shift]
+        return out
 
     def derived(self, name: str, make):
         """Cache weights derived from this layer's weight (W+, W^2, ...)."""
@@ -132,6 +166,7 @@ class Rule:
 
     name = "rule"
     product = True          # relevance = a * multiplier
+    # takes stab(eps) and per-window a, z, stab under stacked rows (Epsilon.relevance)
     shares_denominator = False
 
     def __init__(self, **params):
@@ -156,11 +191,13 @@ class Epsilon(Rule):
         self.eps = float(epsilon)
 
     def relevance(self, op, a, z, R, mask=None, stab=None):
+        """a and stab(eps) may hold one row per window while R holds k stacked copies of
+        the windows (a tiled walk): they are broadcast (``rowwise``)."""
         if mask is not None:
             return masked_relevance(op, a, R, mask, op.weight, op.bias, self.eps)
-        s = R / (stabilise(z, self.eps) if stab is None else stab(self.eps))
+        s = rowwise(torch.div, R, stabilise(z, self.eps) if stab is None else stab(self.eps))
         m = op.backward(s, op.weight, a.shape)
-        return a * m, m
+        return rowwise(torch.mul, m, a), m
 
 
 class Gamma(Rule):

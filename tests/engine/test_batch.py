@@ -95,6 +95,7 @@ def test_methods_with_other_variant_or_maxpool_walk_apart():
             _close(out.relevance[i, j], ex.explain(x, j).relevance, 1e-12)
 
 
+@pytest.mark.parametrize("max_stack", [4, 6, None])    # gathered rows; 2 and 4 window copies
 @pytest.mark.parametrize("cls,targets", [
     (MiscNet, [1, 0]),          # torch.max(dim)[0], adaptive pools, cat, crop, constants
     (ResNet, [0, 1]),           # residual add, mean over positions
@@ -102,15 +103,17 @@ def test_methods_with_other_variant_or_maxpool_walk_apart():
     (ProfileNet, [{"kind": "softmax_profile", "head": 0},
                   {"kind": "logit", "head": 1, "index": 0}]),   # two heads
 ])
-def test_batch_against_the_independent_reference(cls, targets):
+def test_batch_against_the_independent_reference(cls, targets, max_stack):
     """Each (method, target) row of one stacked walk equals the float64 reference
-    (tests/engine/reference.py: explicit matrices, one window at a time)."""
+    (tests/engine/reference.py: explicit matrices, one window at a time), whether a chunk's
+    rows gather their windows' values (max_stack 4 of 3 windows) or are whole copies of
+    the windows that broadcast them (6, and None: all 12 rows in one chunk)."""
     model = make_model(cls, seed=21)
     net = model.reference()
     x = random_one_hot(3, cls.length, seed=22)
     methods = {"lrp": {}, "plrp": dict(p_pos=0.3, p_neg=0.2)}
     out = BatchExplainer(model, targets, methods, dtype=torch.float64,
-                         max_stack=4).explain(torch.from_numpy(x))
+                         max_stack=max_stack).explain(torch.from_numpy(x))
     prunable = [n.name for n in net.nodes if n.op == "dense" and 0 not in n.inputs]
     rule = ref.Rule("epsilon", epsilon=1e-6)
     for i, (pp, pn) in enumerate([(0.0, 0.0), (0.3, 0.2)]):

@@ -181,21 +181,50 @@ def _avgpool(walk, node, r_out, h_out):
     return [(src, walk.value(src) * mult, mult)]
 
 
+def _windows_per_input(kernel, stride, dilation) -> int:
+    """The most pooling windows one input can lie in: ceil(reach / stride)."""
+    kernel, dilation = _one_int(kernel), _one_int(dilation)
+    stride = kernel if stride is None or stride == () or stride == [] else _one_int(stride)
+    return -(-(dilation * (kernel - 1) + 1) // stride)
+
+
+def _one_int(v) -> int:
+    return int(v[0]) if isinstance(v, (tuple, list)) else int(v)
+
+
+def _adaptive_windows_per_input(in_len: int, out_len) -> int:
+    # windows start at floor(j L / O) and end at ceil((j + 1) L / O): two windows whose
+    # starts lie >= 2 inputs apart never meet, so every ceil(2 O / L) + 1-th one is disjoint
+    out_len = _one_int(out_len) if out_len is not None else in_len
+    return 2 if in_len >= out_len else -(-2 * out_len // in_len) + 1
+
+
 def _max_forward(walk, node, args, kwargs):
-    """Max-pooling that also keeps the argmax indices (for winner-take-all)."""
+    """Max-pooling that also keeps the argmax indices (for winner-take-all), and how many
+    pooling windows one input can lie in."""
     if node.op == "call_module":
         m = walk.module.get_submodule(node.target)
         if isinstance(m, nn.MaxPool1d):
             out, idx = F.max_pool1d(args[0], m.kernel_size, m.stride, m.padding, m.dilation,
                                     m.ceil_mode, return_indices=True)
+            share = _windows_per_input(m.kernel_size, m.stride, m.dilation)
         else:
             out, idx = F.adaptive_max_pool1d(args[0], m.output_size, return_indices=True)
-        return out, ("pool", idx)
+            share = _adaptive_windows_per_input(args[0].shape[-1], m.output_size)
+        return out, ("pool", idx, share)
     if node.target in (F.max_pool1d, F.adaptive_max_pool1d):
         kwargs = dict(kwargs, return_indices=True)
         keep = 6 if node.target is F.max_pool1d else 2
         out, idx = node.target(*args[:keep], **kwargs)
-        return out, ("pool", idx)
+        bound = dict(zip(("input", "kernel_size", "stride", "padding", "dilation")
+                         if node.target is F.max_pool1d else ("input", "output_size"), args))
+        bound.update(kwargs)
+        if node.target is F.max_pool1d:
+            share = _windows_per_input(bound["kernel_size"], bound.get("stride"),
+                                       bound.get("dilation", 1))
+        else:
+            share = _adaptive_windows_per_input(args[0].shape[-1], bound["output_size"])
+        return out, ("pool", idx, share)
     a = args[0]
     dim = kwargs.get("dim", args[1] if len(args) > 1 else None)
     keepdim = bool(kwargs.get("keepdim", args[2] if len(args) > 2 else False))
@@ -216,14 +245,15 @@ def _maxpool(walk, node, r_out, h_out):
         info = walk.window_extra(node)
         zeros = r_out.new_zeros((k, shape[0] // k) + tuple(shape[1:]))
         if info[0] == "pool":
-            idx, dim, r = info[1], -1, r_out
+            (_, idx, share), dim, r = info, -1, r_out
         else:
-            _, idx, dim, keepdim = info
+            (_, idx, dim, keepdim), share = info, 1
             r = r_out if keepdim else r_out.unsqueeze(dim)
             dim = dim + 1 if dim >= 0 else dim
         idx = idx.expand((k,) + tuple(idx.shape))
         r = r.reshape(idx.shape)
-        return [(src, zeros.scatter_add_(dim, idx, r).view(shape), None)]
+        passes = share if share > 2 and r.device.type != "cpu" else 1
+        return [(src, scatter_in_passes(zeros, dim, idx, r, passes).view(shape), None)]
     info = walk.extra(node)
     a = walk.value(src)
     if info[0] == "pool":
@@ -237,6 +267,22 @@ def _maxpool(walk, node, r_out, h_out):
     z = a.sum(dim=dim, keepdim=True)
     r = r_out if keepdim else r_out.unsqueeze(dim)
     return [(src, a * (r / stabilise(z, walk.op_eps)), None)]
+
+
+def scatter_in_passes(out, dim, idx, r, passes: int):
+    """out.scatter_add_(dim, idx, r), deterministic on every device.
+
+    A GPU adds the values that land on one input in any order; two of them sum the same
+    either way, three may not. So where up to ``passes`` > 2 pooling windows can share an
+    input, windows j = q, q + passes, ... (which never share one) go in pass q, and the
+    passes add up in a fixed order. The CPU scatters in order and takes one pass."""
+    if passes <= 1:
+        return out.scatter_add_(dim, idx, r)
+    for q in range(passes):
+        part = [slice(None)] * idx.dim()
+        part[dim] = slice(q, None, passes)
+        out.scatter_add_(dim, idx[tuple(part)], r[tuple(part)])
+    return out
 
 
 def _select(walk, node, r_out, h_out):

@@ -94,9 +94,9 @@ class LinearOp:
     weight: (C_out, C_in, k) for conv, (out, in) for linear. Inputs (N, C_in, L) or (N, *, in).
     """
 
-    # the transpose of a conv onto few input channels (the one-hot layer) is one matmul and
-    # k shifted adds: 2.1-2.5x faster than conv_transpose1d on the CPU for DeepSEA's and
-    # Basset's first layers (320/300 -> 4 channels), even for the default model's 64 -> 4
+    # the transpose of a wide conv onto few input channels (the one-hot layer) is one matmul
+    # and k shifted adds: 2.1-2.5x faster than conv_transpose1d on the CPU for DeepSEA's and
+    # Basset's first layers (320/300 -> 4 channels); no gain for 64 -> 4 (plrp-default, BPNet)
     MATMUL_MAX_IN = 4
     MATMUL_MIN_OUT = 128
 
@@ -166,7 +166,7 @@ class Rule:
 
     name = "rule"
     product = True          # relevance = a * multiplier
-    # takes stab(eps) and per-window a, z, stab under stacked rows (Epsilon.relevance)
+    # relevance() takes stab(eps); with stacked rows, a and stab may hold one row per window
     shares_denominator = False
 
     def __init__(self, **params):

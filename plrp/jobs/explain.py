@@ -39,8 +39,6 @@ log = logging.getLogger("plrp")
 BEDGRAPH_CHOICES = ("bgzip", "plain", "none")
 ARRAY_DTYPES = ("float32", "float16")
 PRECISIONS = ("fp32", "tf32", "bf16")
-_TRIM_EVERY = 8            # batches between checks of the heap's free memory
-_TRIM_ABOVE = 512 << 20    # bytes free before it is given back (the shipped model keeps ~120 MB)
 TARGET_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 
 
@@ -493,7 +491,7 @@ def _stream(reader, job: _Job, opts: ExplainOptions, engine, sink, background: b
             ) -> tuple[float, int]:
     """Batches -> engine -> sink: read and encode on one thread, explain on this one, write
     beside it (GPU) or between batches (CPU). Returns (engine seconds, windows skipped)."""
-    from plrp.hostmemory import release_free_memory
+    from plrp.hostmemory import HeapCeiling
     from plrp.jobs.transfer import DeviceBatches
 
     plan = job.plan
@@ -507,16 +505,16 @@ def _stream(reader, job: _Job, opts: ExplainOptions, engine, sink, background: b
     producer.start()
     bar = _progress(plan.hi - plan.lo, opts.progress)
     engine_seconds = 0.0
+    heap = HeapCeiling()
     try:
-        for k, batch in enumerate(producer, start=1):
+        for batch in producer:
             t_engine = time.perf_counter()
             out = engine.explain(io.to_device(batch.one_hot))
             res = io.to_host(out, batch.index.size)
             engine_seconds += time.perf_counter() - t_engine
             writer.put((batch, res))
             bar.update(int(batch.index[-1]) + 1 - plan.lo - bar.n)
-            if k % _TRIM_EVERY == 0:
-                release_free_memory(above=_TRIM_ABOVE)  # see hostmemory
+            heap.check()
         writer.close()
     finally:
         writer.stop()

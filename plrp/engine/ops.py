@@ -35,7 +35,7 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
 
-from plrp.engine.rules import stabilise
+from plrp.engine.rules import int_param, stabilise
 from plrp.errors import PlrpError, UnsupportedModelError
 
 
@@ -181,22 +181,15 @@ def _avgpool(walk, node, r_out, h_out):
     return [(src, walk.value(src) * mult, mult)]
 
 
-def _windows_per_input(kernel, stride, dilation) -> int:
-    """The most pooling windows one input can lie in: ceil(reach / stride)."""
-    kernel, dilation = _one_int(kernel), _one_int(dilation)
-    stride = kernel if stride is None or stride == () or stride == [] else _one_int(stride)
-    return -(-(dilation * (kernel - 1) + 1) // stride)
-
-
-def _one_int(v) -> int:
-    return int(v[0]) if isinstance(v, (tuple, list)) else int(v)
-
-
-def _adaptive_windows_per_input(in_len: int, out_len) -> int:
-    # windows start at floor(j L / O) and end at ceil((j + 1) L / O): two windows whose
-    # starts lie >= 2 inputs apart never meet, so every ceil(2 O / L) + 1-th one is disjoint
-    out_len = _one_int(out_len) if out_len is not None else in_len
-    return 2 if in_len >= out_len else -(-2 * out_len // in_len) + 1
+def _windows_per_input(gm, node, in_len: int, out_len: int) -> int:
+    """The most pooling windows of a max-pool node one input can lie in."""
+    params = _maxpool_params(gm, node)
+    if params is None:
+        # adaptive windows start at floor(j L / O) and end at ceil((j + 1) L / O): two whose
+        # starts lie >= 2 inputs apart never meet, so every ceil(2 O / L) + 1-th is disjoint
+        return 2 if in_len >= out_len else -(-2 * out_len // in_len) + 1
+    k, s, _, d = params
+    return -(-(d * (k - 1) + 1) // s)              # ceil(reach / stride)
 
 
 def _max_forward(walk, node, args, kwargs):
@@ -207,24 +200,19 @@ def _max_forward(walk, node, args, kwargs):
         if isinstance(m, nn.MaxPool1d):
             out, idx = F.max_pool1d(args[0], m.kernel_size, m.stride, m.padding, m.dilation,
                                     m.ceil_mode, return_indices=True)
-            share = _windows_per_input(m.kernel_size, m.stride, m.dilation)
         else:
             out, idx = F.adaptive_max_pool1d(args[0], m.output_size, return_indices=True)
-            share = _adaptive_windows_per_input(args[0].shape[-1], m.output_size)
-        return out, ("pool", idx, share)
-    if node.target in (F.max_pool1d, F.adaptive_max_pool1d):
-        kwargs = dict(kwargs, return_indices=True)
+    elif node.target in (F.max_pool1d, F.adaptive_max_pool1d):
         keep = 6 if node.target is F.max_pool1d else 2
-        out, idx = node.target(*args[:keep], **kwargs)
-        bound = dict(zip(("input", "kernel_size", "stride", "padding", "dilation")
-                         if node.target is F.max_pool1d else ("input", "output_size"), args))
-        bound.update(kwargs)
-        if node.target is F.max_pool1d:
-            share = _windows_per_input(bound["kernel_size"], bound.get("stride"),
-                                       bound.get("dilation", 1))
-        else:
-            share = _adaptive_windows_per_input(args[0].shape[-1], bound["output_size"])
-        return out, ("pool", idx, share)
+        out, idx = node.target(*args[:keep], **dict(kwargs, return_indices=True))
+    else:
+        return _max_over_dim(node, args, kwargs)
+    share = _windows_per_input(walk.module, node, args[0].shape[-1], out.shape[-1])
+    return out, ("pool", idx, share)
+
+
+def _max_over_dim(node, args, kwargs):
+    """torch.max / amax over a dim, keeping the argmax for winner-take-all."""
     a = args[0]
     dim = kwargs.get("dim", args[1] if len(args) > 1 else None)
     keepdim = bool(kwargs.get("keepdim", args[2] if len(args) > 2 else False))
@@ -337,15 +325,16 @@ def _norm_dim(node, dim, ndim):
     return d
 
 
-def _window_sum(gm, node, a, out_len):
-    """Sum of each max-pooling window (padding counts as 0), shape of the pool output."""
+def _maxpool_params(gm, node):
+    """(kernel, stride, padding, dilation) of a MaxPool1d / F.max_pool1d node as ints; None
+    for an adaptive max-pool."""
     if node.op == "call_module":
         m = gm.get_submodule(node.target)
         if isinstance(m, nn.AdaptiveMaxPool1d):
-            return _adaptive_sum(a, out_len)
+            return None
         k, s, p, d = m.kernel_size, m.stride, m.padding, m.dilation
     elif node.target is F.adaptive_max_pool1d:
-        return _adaptive_sum(a, out_len)
+        return None
     else:
         names = ["input", "kernel_size", "stride", "padding", "dilation"]
         bound = dict(zip(names, node.args))
@@ -353,7 +342,15 @@ def _window_sum(gm, node, a, out_len):
         k = bound["kernel_size"]
         s = bound.get("stride") or k
         p, d = bound.get("padding", 0), bound.get("dilation", 1)
-    k, s, p, d = (int(v[0]) if isinstance(v, (tuple, list)) else int(v) for v in (k, s, p, d))
+    return tuple(int_param(v) for v in (k, s, p, d))
+
+
+def _window_sum(gm, node, a, out_len):
+    """Sum of each max-pooling window (padding counts as 0), shape of the pool output."""
+    params = _maxpool_params(gm, node)
+    if params is None:
+        return _adaptive_sum(a, out_len)
+    k, s, p, d = params
     span = d * (k - 1) + 1
     right = max(0, (out_len - 1) * s + span - (a.shape[-1] + p))
     windows = F.pad(a, (p, right)).unfold(-1, span, s)[..., ::d]

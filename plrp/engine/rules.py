@@ -105,12 +105,12 @@ class LinearOp:
         self.kind = kind
         self.weight = weight
         self.bias = bias
-        self.stride = _one(stride)
-        self.dilation = _one(dilation)
+        self.stride = int_param(stride)
+        self.dilation = int_param(dilation)
         if isinstance(padding, str):
             k = weight.shape[-1]
             padding = 0 if padding == "valid" else self.dilation * (k - 1) // 2
-        self.padding = _one(padding)
+        self.padding = int_param(padding)
         self._cache: dict = {}
 
     def forward(self, a: torch.Tensor, weight: torch.Tensor, bias=None) -> torch.Tensor:
@@ -153,7 +153,8 @@ class LinearOp:
         return self._cache[name]
 
 
-def _one(v):
+def int_param(v) -> int:
+    """A 1-d layer parameter (stride, padding, kernel size...) given as int or 1-tuple."""
     return int(v[0]) if isinstance(v, (tuple, list)) else int(v)
 
 

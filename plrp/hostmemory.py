@@ -94,10 +94,10 @@ def release_free_memory(above: int = 0) -> bool:
     """Give the heap's free pages back to the kernel (glibc ``malloc_trim``) when it holds
     more than ``above`` bytes of free memory; returns whether it trimmed. No-op off glibc.
 
-    A trim costs re-faulting every page the next batch reuses: trimming every 8 batches
-    cost ``plrp explain`` 6% of its throughput with the shipped model, so it checks every
-    8 and trims only past a bound (glibc >= 2.33 reports its free bytes; older ones always
-    trim).
+    A trim costs re-faulting every page the next batch reuses (trimming every 8 batches
+    cost ``plrp explain`` 6% of its throughput with the shipped model), so a long run asks
+    :class:`HeapCeiling` when to trim. ``above`` needs glibc >= 2.33, which reports its free
+    bytes; older ones always trim.
     """
     libc = _glibc()
     if libc is None:
@@ -124,8 +124,8 @@ class HeapCeiling:
     glibc keeps freed tensor memory for reuse (:func:`tune_cpu_allocator`), but its free
     lists fragment as batches allocate slightly different sizes (bedGraph runs, pruning
     candidates...), so the heap creeps: with the shipped model its free space grew from
-    190 to 250 MB over 30 Mbp (mallinfo2) and the resident size by 7% from 10 to 100 Mbp,
-    with nothing more in use. Call :meth:`check` once per batch; every ``every`` calls it
+    190 to 250 MB over 30 Mbp (mallinfo2), and peak RSS by 13% from 10 to 100 Mbp
+    (benchmarks/explain.py), with nothing more in use. Call :meth:`check` once per batch; every ``every`` calls it
     reads the resident size. The ``settle``-th reading sets a ceiling ``slack`` above it;
     above the ceiling the free pages go back to the kernel (``malloc_trim``), and a size
     that a trim did not bring down (memory really in use) becomes the new level. A trim
@@ -135,11 +135,10 @@ class HeapCeiling:
     """
 
     def __init__(self, every: int = 8, settle: int = 8, slack: float = 0.04,
-                 read=resident_bytes, trim=None):
+                 read=resident_bytes, trim=release_free_memory):
         self.every, self.settle, self.slack = int(every), int(settle), float(slack)
-        self.read = read
-        self.trim = trim if trim is not None else (lambda: release_free_memory())
-        self.calls = self.readings = self.trims = 0
+        self.read, self.trim = read, trim
+        self.calls = self.readings = 0
         self.ceiling: float | None = None
         self._trimmed = False
 
@@ -161,7 +160,6 @@ class HeapCeiling:
         self._trimmed = size > self.ceiling
         if self._trimmed:
             self.trim()
-            self.trims += 1
         return self._trimmed
 
 

@@ -151,8 +151,8 @@ class Sink:
             self.store.set_attr(k, v)
         self.store.finish()
         self.store.close()
-        # closing a track builds its index (tabix re-reads the whole file, the bigWig its
-        # zoom levels): C work that releases the GIL, so the tracks close side by side
+        # closing a track writes its index (a .csi re-reads the whole file, the bigWig
+        # builds its zoom levels): C work that releases the GIL, so tracks close side by side
         closing = [w for writers in self.writers.values() for w in writers]
         with ThreadPoolExecutor(max_workers=max(1, min(len(closing), os.cpu_count() or 1)),
                                 thread_name_prefix="plrp-close") as pool:

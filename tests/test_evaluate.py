@@ -91,6 +91,25 @@ def test_truth_bed_errors_name_the_line(tmp_path):
         ev.read_truth_bed(bed, {"a": 10})
 
 
+def test_truth_bed_is_read_like_every_bed_gzip_included(tmp_path):
+    import gzip
+
+    from plrp.jobs.plot import Region, read_truth
+
+    text = "track name=t\na\t1\t5\tM\nb\t0\t3\tN\n"
+    plain, packed = tmp_path / "t.bed", tmp_path / "t.bed.gz"
+    plain.write_text(text)
+    packed.write_bytes(gzip.compress(text.encode()))
+    sizes = {"a": 10, "b": 10}
+    want = [ev.TruthInterval("a", 1, 5, "M"), ev.TruthInterval("b", 0, 3, "N")]
+    assert ev.read_truth_bed(plain, sizes) == want
+    assert ev.read_truth_bed(packed, sizes) == want       # was a UnicodeDecodeError traceback
+    assert read_truth(packed, Region("a", 0, 10)) == [(1, 5, "M")]
+    plain.write_text("a\t1\t5\tM\na\t1\t5\n")
+    with pytest.raises(InputError, match="t.bed: line 2.*at least 4 columns"):
+        ev.read_truth_bed(plain, sizes)
+
+
 def test_target_motifs_by_name_and_and_task():
     names = {"CTCF", "SPI1", "TP53"}
     assert ev.resolve_target_motifs("CTCF", names, None) == ["CTCF"]

@@ -15,6 +15,7 @@ from typing import Sequence
 import numpy as np
 
 from plrp.errors import InputError
+from plrp.genome.windows import bed_rows
 
 @dataclass
 class TruthInterval:
@@ -43,21 +44,14 @@ class EvalWindows:
 def read_truth_bed(path: str | Path, chrom_sizes: dict[str, int]) -> list[TruthInterval]:
     """Read the ground-truth BED: chrom, start, end, name (motif), further columns ignored.
 
-    ``track``/``browser``/``#`` lines are skipped. Raises :class:`InputError` naming the line
+    Read as every BED of plrp is (``plrp.genome.windows.bed_rows``: gzip too;
+    ``track``/``browser``/``#`` lines skipped). Raises :class:`InputError` naming the line
     for malformed rows, a chromosome not in the FASTA or an interval outside it.
     """
-    path = Path(path)
-    try:
-        lines = path.read_text().splitlines()
-    except OSError as err:
-        raise InputError(f"{path}: cannot read truth BED ({err.strerror})") from None
     out = []
-    for lineno, line in enumerate(lines, start=1):
-        if not line.strip() or line.startswith(("#", "track", "browser")):
-            continue
-        cols = line.rstrip("\n").split("\t")
+    for lineno, cols in bed_rows(path):
         if len(cols) < 4:
-            raise InputError(f"{path}: line {lineno}: expected at least 4 tab-separated columns "
+            raise InputError(f"{path}: line {lineno}: expected at least 4 columns "
                              "(chrom start end motif)")
         try:
             start, end = int(cols[1]), int(cols[2])

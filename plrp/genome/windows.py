@@ -114,10 +114,14 @@ def open_bed(path: str | os.PathLike):
     return gzip.open(path, "rb") if magic == GZIP_MAGIC else open(path, "rb")
 
 
-def _bed_rows(path: Path):
-    """(line number, columns) of each data line; track/browser/# and blank lines skipped."""
+def bed_rows(path: str | os.PathLike):
+    """(line number, columns) of each data line of a BED file (plain, gzip or bgzip; split on
+    tabs, or on whitespace where a line has none); track/browser/# and blank lines skipped.
+    An unreadable file is an InputError naming it."""
     import gzip
     import zlib
+
+    path = Path(path)
 
     try:
         with open_bed(path) as fh:
@@ -197,7 +201,7 @@ def _read_source(source, sizes: dict[str, int], window: int, out: RegionSet) -> 
         return
     narrow = is_narrowpeak_name(path)
     n_rows = 0
-    for lineno, cols in _bed_rows(path):
+    for lineno, cols in bed_rows(path):
         where = f"{path}: line {lineno}"
         if n_rows == 0 and not narrow:
             narrow = _looks_narrowpeak(cols)
@@ -298,7 +302,7 @@ def read_intervals(path, chrom_sizes: dict[str, int]) -> dict[str, np.ndarray]:
     if not path.is_file():
         raise InputError(f"--exclude {str(path)!r}: no such file")
     rows: dict[str, list] = {}
-    for lineno, cols in _bed_rows(path):
+    for lineno, cols in bed_rows(path):
         where = f"{path}: line {lineno}"
         if len(cols) < 3:
             raise InputError(f"{where}, column {len(cols) + 1}: expected at least 3 columns "

@@ -188,16 +188,10 @@ def _bases_from_fasta(fasta, region: Region, h5_path: Path) -> np.ndarray:
 
 def read_truth(bed: str | Path, region: Region) -> list[tuple[int, int, str]]:
     """Truth BED intervals (0-based half-open) overlapping ``region``: (start, end, name)."""
-    bed = Path(bed)
-    try:
-        lines = bed.read_text().splitlines()
-    except OSError as err:
-        raise InputError(f"{bed}: cannot read BED ({err.strerror})") from None
+    from plrp.genome.windows import bed_rows
+
     out = []
-    for lineno, line in enumerate(lines, start=1):
-        if not line.strip() or line.startswith(("#", "track", "browser")):
-            continue
-        cols = line.split("\t")
+    for lineno, cols in bed_rows(bed):
         try:
             chrom, s, e = cols[0], int(cols[1]), int(cols[2])
         except (IndexError, ValueError):
